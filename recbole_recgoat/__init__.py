@@ -1,0 +1,15 @@
+"""recbole-recgoat: RecGOAT and multimodal baselines as a RecBole 1.2.1 plugin.
+
+Importing the package applies the compatibility shims (:mod:`recbole_recgoat.compat`) before
+RecBole is loaded.
+"""
+
+from recbole_recgoat import compat  # noqa: F401  (must run before recbole is imported)
+
+__version__ = "0.1.0"
+
+from recbole_recgoat.config import Config  # noqa: E402
+from recbole_recgoat.quick_start import load_data_and_model, run  # noqa: E402
+from recbole_recgoat.utils.registry import get_model, get_trainer  # noqa: E402
+
+__all__ = ["Config", "run", "load_data_and_model", "get_model", "get_trainer", "__version__"]

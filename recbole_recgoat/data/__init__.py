@@ -1,0 +1,3 @@
+from recbole_recgoat.data.dataset import MultiModalDataset
+
+__all__ = ["MultiModalDataset"]

@@ -1,0 +1,92 @@
+"""A RecBole ``Dataset`` that also carries item modality features and user LM features.
+
+Dataset yaml keys (``dataset_configs/<dataset>.yaml``):
+
+``item_feature_files``   mapping modality -> .npy file (row = original item id), any number.
+``item_feature_dims``    optional mapping modality -> expected number of columns.
+``modalities``           optional subset (and order) of the modalities to use; default all.
+``user_feature_file``    optional .npy of user LM features (row = original user id).
+``user_feature_dim``     optional expected number of columns.
+``feature_path``         folder of the feature files; default the dataset folder, then the
+                         package's bundled folder for that dataset.
+``load_features``        ``auto`` (multimodal models only), ``true`` or ``false``.
+
+Models read ``dataset.item_features`` (``{modality: FloatTensor [n_items, d_m]}``, internal id
+order, row 0 = PAD = zeros) and ``dataset.user_features`` (``FloatTensor [n_users, d_u]`` or None).
+"""
+
+from collections import OrderedDict
+
+import torch
+from recbole.data.dataset import Dataset
+
+from recbole_recgoat.data.features import align_to_internal_ids, load_matrix, resolve_feature_path
+from recbole_recgoat.errors import InputError
+from recbole_recgoat.paths import BUNDLED_DATA_DIR
+
+
+class MultiModalDataset(Dataset):
+    """RecBole dataset + per-modality item feature matrices + optional user feature matrix."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.item_features = OrderedDict()
+        self.user_features = None
+        self.feature_files = {}
+        if config["load_features"]:
+            self._load_features()
+
+    # -- paths -----------------------------------------------------------------------------
+    def _search_dirs(self):
+        dirs = [self.config["feature_path"], self.dataset_path, str(BUNDLED_DATA_DIR / self.dataset_name)]
+        return [d for d in dirs if d]
+
+    def _declared_modalities(self):
+        files = self.config["item_feature_files"] or {}
+        if not isinstance(files, dict):
+            raise InputError(f"item_feature_files: got {files!r}; expected a mapping modality: file.npy")
+        chosen = self.config["modalities"]
+        if chosen is None:
+            return list(files)
+        if isinstance(chosen, str):
+            chosen = [chosen]
+        unknown = [m for m in chosen if m not in files]
+        if unknown:
+            raise InputError(
+                f"modalities: {', '.join(unknown)} not declared for {self.dataset_name}; "
+                f"expected a subset of item_feature_files ({', '.join(files) or 'none'})"
+            )
+        return list(chosen)
+
+    # -- loading ---------------------------------------------------------------------------
+    def _load_features(self):
+        files = self.config["item_feature_files"] or {}
+        dims = self.config["item_feature_dims"] or {}
+        modalities = self._declared_modalities()
+        loaded = OrderedDict()
+        for m in modalities:
+            path = resolve_feature_path(files[m], self._search_dirs())
+            loaded[m] = (path, load_matrix(path, dims.get(m), what=f"item feature '{m}'"))
+        row_counts = {p: a.shape[0] for p, a in loaded.values()}
+        if len(set(row_counts.values())) > 1:
+            desc = ", ".join(f"{p} has {n} rows" for p, n in row_counts.items())
+            raise InputError(f"item feature row count mismatch: {desc}; expected one row per item in every modality")
+        tokens = self.field2id_token[self.iid_field]
+        for m, (path, arr) in loaded.items():
+            self.item_features[m] = torch.from_numpy(align_to_internal_ids(arr, tokens, path, self.iid_field))
+            self.feature_files[m] = path
+        user_file = self.config["user_feature_file"]
+        if user_file:
+            path = resolve_feature_path(user_file, self._search_dirs())
+            arr = load_matrix(path, self.config["user_feature_dim"], what="user feature")
+            tokens = self.field2id_token[self.uid_field]
+            self.user_features = torch.from_numpy(align_to_internal_ids(arr, tokens, path, self.uid_field))
+            self.feature_files["user"] = path
+
+    def __str__(self):
+        info = [super().__str__()]
+        for m, feat in self.item_features.items():
+            info.append(f"item feature [{m}]: {tuple(feat.shape)} from {self.feature_files[m]}")
+        if self.user_features is not None:
+            info.append(f"user feature: {tuple(self.user_features.shape)} from {self.feature_files['user']}")
+        return "\n".join(info)

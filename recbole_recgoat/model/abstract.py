@@ -1,0 +1,66 @@
+"""Base class of the plugin's multimodal models."""
+
+import os
+from collections import OrderedDict
+
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+from recbole_recgoat.errors import InputError
+from recbole_recgoat.model.layers import bipartite_norm_adj, cached_knn_graph, training_edges
+from recbole_recgoat.trainer import MultiModalTrainer
+
+
+class MultiModalRecommender(GeneralRecommender):
+    """A RecBole ``GeneralRecommender`` that reads the dataset's feature matrices.
+
+    Attributes set here (all built from the TRAINING split the model is given):
+
+    * ``item_feats``: ``{modality: FloatTensor [n_items, f_m]}`` on the model's device (frozen).
+    * ``user_feats``: ``FloatTensor [n_users, f_u]`` or ``None``.
+    * ``modalities``: modality names, in the dataset's order.
+    * ``train_users``, ``train_items``: ``LongTensor [E]``, the distinct training pairs.
+    * ``norm_adj``: sparse ``[n_users + n_items]^2`` symmetric-normalised bipartite adjacency.
+
+    Subclasses may define ``pre_epoch_processing()`` (called before every training epoch) and
+    ``epoch_diagnostics() -> dict`` (logged after every training epoch).
+    """
+
+    input_type = InputType.PAIRWISE
+    uses_features = True
+    trainer_class = MultiModalTrainer
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        features = getattr(dataset, "item_features", None) or {}
+        if not features:
+            raise InputError(
+                f"item_feature_files: {self.__class__.__name__} needs item feature matrices and dataset "
+                f"'{config['dataset']}' declares none (or load_features is false); expected modality: file.npy"
+            )
+        self.modalities = list(features)
+        self.item_feats = OrderedDict((m, f.to(self.device)) for m, f in features.items())
+        uf = getattr(dataset, "user_features", None)
+        self.user_feats = uf.to(self.device) if uf is not None else None
+        self.train_users, self.train_items = training_edges(dataset)
+        self.norm_adj = bipartite_norm_adj(self.train_users, self.train_items, self.n_users, self.n_items).to(self.device)
+        self.graph_cache_dir = config["graph_cache_dir"] if "graph_cache_dir" in config else None
+        self.dataset_name = config["dataset"]
+
+    def item_valid_mask(self):
+        """``[n_items]`` True for real items (False for RecBole's PAD id 0)."""
+        mask = torch.ones(self.n_items, dtype=torch.bool, device=self.device)
+        mask[0] = False
+        return mask
+
+    def user_valid_mask(self):
+        """``[n_users]`` True for real users (False for PAD)."""
+        mask = torch.ones(self.n_users, dtype=torch.bool, device=self.device)
+        mask[0] = False
+        return mask
+
+    def knn_graph(self, x, k, valid, tag, **kwargs):
+        """Cached kNN edge list over rows of ``x`` (see :func:`~recbole_recgoat.model.layers.cached_knn_graph`)."""
+        cache = os.path.join(self.graph_cache_dir, self.dataset_name) if self.graph_cache_dir else None
+        return cached_knn_graph(x, k, cache_dir=cache, tag=tag, valid=valid, **kwargs).to(self.device)

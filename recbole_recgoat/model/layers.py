@@ -1,0 +1,205 @@
+"""Shared layers of the plugin's models: graph builders, propagation, attention, alignment losses.
+
+Every graph is sparse: no function here ever materialises a dense items x items (or users x
+users) matrix.  Shapes: ``N`` nodes, ``E`` edges, ``d`` embedding size, ``B`` batch.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------------------------
+# user-item graph
+# ----------------------------------------------------------------------------------------------
+
+
+def training_edges(dataset):
+    """Distinct (user, item) pairs of ``dataset``'s interactions (the TRAINING split for models).
+
+    Returns:
+        tuple[LongTensor, LongTensor]: users ``[E]`` and items ``[E]``, internal ids.
+    """
+    csr = dataset.inter_matrix(form="csr")
+    csr.sum_duplicates()
+    coo = csr.tocoo()
+    return torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+
+
+def sparse_from_edges(rows, cols, values, shape):
+    """Coalesced sparse COO ``[shape]`` with ``values[e]`` at ``(rows[e], cols[e])``."""
+    index = torch.stack([rows, cols])
+    return torch.sparse_coo_tensor(index, values, shape).coalesce()
+
+
+def sym_norm_values(rows, cols, n_nodes, weights=None):
+    """Edge values of ``D^-1/2 A D^-1/2`` for the (weighted) edges of ``A`` (degree = row sum)."""
+    w = torch.ones(rows.numel(), dtype=torch.float32, device=rows.device) if weights is None else weights.float()
+    deg = torch.zeros(n_nodes, dtype=torch.float32, device=rows.device).index_add_(0, rows, w)
+    inv = deg.pow(-0.5)
+    inv[torch.isinf(inv)] = 0.0
+    return inv[rows] * w * inv[cols]
+
+
+def bipartite_norm_adj(users, items, n_users, n_items, weights=None):
+    """Symmetric-normalised user-item adjacency ``D^-1/2 [[0, R], [R^T, 0]] D^-1/2`` (LightGCN).
+
+    Args:
+        users, items (LongTensor): ``[E]`` interaction endpoints (internal ids).
+        n_users, n_items (int): node counts (PAD included, as RecBole counts).
+        weights (Tensor | None): optional ``[E]`` edge weights.
+
+    Returns:
+        torch.Tensor: sparse ``[n_users + n_items, n_users + n_items]``.
+    """
+    n = n_users + n_items
+    rows = torch.cat([users, items + n_users])
+    cols = torch.cat([items + n_users, users])
+    w = None if weights is None else torch.cat([weights, weights])
+    return sparse_from_edges(rows, cols, sym_norm_values(rows, cols, n, w), (n, n))
+
+
+def lightgcn_propagate(adj, ego, n_layers):
+    """LightGCN: ``mean_{l=0..L} A^l E`` (He et al., SIGIR 2020, eq. 4).
+
+    Args:
+        adj (Tensor): sparse ``[N, N]`` normalised adjacency.
+        ego (Tensor): ``[N, d]`` layer-0 embeddings.
+        n_layers (int): ``L``.
+
+    Returns:
+        Tensor: ``[N, d]``.
+    """
+    out, acc = ego, ego
+    for _ in range(n_layers):
+        out = torch.sparse.mm(adj, out)
+        acc = acc + out
+    return acc / (n_layers + 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# kNN graphs (item-item, user-user)
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def knn_neighbours(x, k, valid=None, include_self=True, max_block_bytes=256 * 2**20):
+    """Top-``k`` cosine neighbours of every row of ``x``, computed in row blocks.
+
+    Memory is ``O(block x N)``: a block of rows is compared with all rows, never ``N x N``.
+
+    Args:
+        x (Tensor): ``[N, f]`` features.
+        k (int): neighbours per node.
+        valid (BoolTensor | None): ``[N]``; invalid nodes (e.g. RecBole's PAD id 0) get no edges
+            and are nobody's neighbour.
+        include_self (bool): whether a node may be its own neighbour (it is its nearest).
+        max_block_bytes (int): bound on the similarity block.
+
+    Returns:
+        tuple[LongTensor, Tensor]: ``edge_index [2, E]`` (row = node, col = neighbour) and the
+        cosine similarities ``[E]``.
+    """
+    n = x.shape[0]
+    valid = torch.ones(n, dtype=torch.bool, device=x.device) if valid is None else valid.to(x.device)
+    k = min(k, int(valid.sum()) - (0 if include_self else 1))
+    if k <= 0:
+        return torch.empty(2, 0, dtype=torch.long, device=x.device), torch.empty(0, device=x.device)
+    xn = F.normalize(x.float(), dim=1)
+    block = max(1, int(max_block_bytes // (4 * n)))
+    nodes = torch.nonzero(valid).flatten()
+    rows, cols, sims = [], [], []
+    for start in range(0, nodes.numel(), block):
+        idx = nodes[start : start + block]
+        sim = xn[idx] @ xn.T  # [b, N]
+        sim[:, ~valid] = -float("inf")
+        if not include_self:
+            sim[torch.arange(idx.numel(), device=x.device), idx] = -float("inf")
+        val, nb = sim.topk(k, dim=1)
+        rows.append(idx.repeat_interleave(k))
+        cols.append(nb.flatten())
+        sims.append(val.flatten())
+    return torch.stack([torch.cat(rows), torch.cat(cols)]), torch.cat(sims)
+
+
+def symmetrize_edges(edge_index, n_nodes, values=None):
+    """Union of ``E`` and ``E^T`` (each undirected pair once per direction); values take the max."""
+    rows = torch.cat([edge_index[0], edge_index[1]])
+    cols = torch.cat([edge_index[1], edge_index[0]])
+    v = torch.ones(rows.numel(), device=rows.device) if values is None else torch.cat([values, values])
+    key = rows * n_nodes + cols
+    uniq, inv = torch.unique(key, return_inverse=True)
+    out_v = torch.full((uniq.numel(),), -float("inf"), device=rows.device).scatter_reduce(0, inv, v.float(), "amax")
+    return torch.stack([uniq // n_nodes, uniq % n_nodes]), out_v
+
+
+def add_self_loops(edge_index, n_nodes, valid=None):
+    """Edges plus ``(i, i)`` for every valid node that lacks it."""
+    nodes = torch.arange(n_nodes, device=edge_index.device)
+    if valid is not None:
+        nodes = nodes[valid.to(edge_index.device)]
+    loops = torch.stack([nodes, nodes])
+    both = torch.cat([edge_index, loops], dim=1)
+    key = torch.unique(both[0] * n_nodes + both[1])
+    return torch.stack([key // n_nodes, key % n_nodes])
+
+
+def knn_graph(x, k, valid=None, include_self=True, symmetric=True, self_loops=False):
+    """Cosine kNN graph as an edge list: neighbours, then (optionally) symmetrised and self-looped.
+
+    Returns:
+        LongTensor: ``edge_index [2, E]``, sorted by (row, col).
+    """
+    n = x.shape[0]
+    edge_index, sims = knn_neighbours(x, k, valid=valid, include_self=include_self)
+    if symmetric:
+        edge_index, _ = symmetrize_edges(edge_index, n, sims)
+    if self_loops:
+        edge_index = add_self_loops(edge_index, n, valid)
+    if not symmetric and not self_loops:
+        key = torch.unique(edge_index[0] * n + edge_index[1])
+        edge_index = torch.stack([key // n, key % n])
+    return edge_index
+
+
+def normalized_graph(edge_index, n_nodes, weights=None):
+    """Sparse ``D^-1/2 A D^-1/2`` ``[N, N]`` of an edge list (degree = row sum)."""
+    rows, cols = edge_index
+    return sparse_from_edges(rows, cols, sym_norm_values(rows, cols, n_nodes, weights), (n_nodes, n_nodes))
+
+
+def tensor_fingerprint(*tensors, extra=""):
+    """Short sha1 of tensors' bytes and an extra string (cache keys)."""
+    h = hashlib.sha1(extra.encode("utf-8"))
+    for t in tensors:
+        a = t.detach().cpu().contiguous().numpy()
+        h.update(str(a.shape).encode() + str(a.dtype).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_knn_graph(x, k, cache_dir=None, tag="", **kwargs):
+    """:func:`knn_graph`, cached on disk under a key of the features' bytes and the arguments.
+
+    A change of the features (values, rows, modality set) or of any argument gives another key,
+    so the graph is rebuilt; the same inputs load the saved edge list.
+
+    Returns:
+        LongTensor: ``edge_index [2, E]`` on ``x``'s device.
+    """
+    if not cache_dir:
+        return knn_graph(x, k, **kwargs)
+    valid = kwargs.get("valid")
+    key = tensor_fingerprint(x, *( [valid] if valid is not None else []), extra=f"{k}|{sorted((a, b) for a, b in kwargs.items() if a != 'valid')}")
+    path = os.path.join(cache_dir, f"{tag}knn-{key}.pt")
+    if os.path.isfile(path):
+        return torch.load(path, map_location=x.device, weights_only=True)
+    edge_index = knn_graph(x, k, **kwargs)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    torch.save(edge_index.cpu(), tmp)
+    os.replace(tmp, path)
+    return edge_index

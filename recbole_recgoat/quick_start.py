@@ -1,0 +1,159 @@
+"""One run of one model on one dataset, RecBole's pipeline with the plugin's parts.
+
+``init_seed`` -> dataset (validated; nothing written on bad input) -> logger -> dataloaders ->
+``init_seed`` again -> model on the TRAINING split -> trainer ``fit`` with early stopping on the
+validation split -> test with the best checkpoint.  Never imports ``recbole.quick_start``.
+"""
+
+import logging
+import os
+from logging import getLogger
+
+from recbole.data import data_preparation
+from recbole.utils import init_logger as recbole_init_logger
+from recbole.utils import init_seed, set_color
+
+from recbole_recgoat.config import Config
+from recbole_recgoat.data.dataset import MultiModalDataset
+from recbole_recgoat.utils.environment import versions
+from recbole_recgoat.utils.registry import get_trainer
+
+
+def init_logger(config):
+    """RecBole's logger (stdout + ``./log/<model>/<model>-<dataset>-<time>-<md5>.log``).
+
+    RecBole configures the root logger with ``logging.basicConfig``, which does nothing the second
+    time in a process; the previous run's handlers are closed first so each run gets its own file.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    recbole_init_logger(config)
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def create_dataset(config):
+    """The dataset for ``config``: a :class:`MultiModalDataset` (RecBole's Dataset + features)."""
+    return MultiModalDataset(config)
+
+
+def resolve_eval_batch_size(config, dataset):
+    """``eval_batch_size: auto`` -> ``eval_batch_users`` users x the catalogue per full-sort batch."""
+    if str(config["eval_batch_size"]).lower() == "auto":
+        config["eval_batch_size"] = int(config["eval_batch_users"]) * dataset.item_num
+
+
+def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, log=True):
+    """Config, dataset and dataloaders for a run; returns ``(config, dataset, train, valid, test, logfile)``."""
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    ds = create_dataset(config)
+    logfile = init_logger(config) if log else None
+    logger = getLogger()
+    logger.info(config)
+    logger.info(ds)
+    resolve_eval_batch_size(config, ds)
+    train_data, valid_data, test_data = data_preparation(config, ds)
+    return config, ds, train_data, valid_data, test_data, logfile
+
+
+def build_model(config, train_data):
+    """Instantiate ``config.model_class`` on the TRAINING split, seeded as RecBole does."""
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    return config.model_class(config, train_data._dataset).to(config["device"])
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True, verbose=True):
+    """Train with early stopping on validation, then test the best checkpoint.
+
+    Returns:
+        dict: ``model``, ``dataset``, ``seed``, ``valid_metric``, ``best_valid_score``,
+        ``best_valid_result``, ``test_result``, ``best_epoch``, ``epochs_run``,
+        ``epoch_time_mean_s``, ``train_time_s``, ``peak_memory_bytes``, ``valid_curve``,
+        ``checkpoint``, ``log_file``, ``versions``, ``config`` (the final, json-able config).
+    """
+    config, ds, train_data, valid_data, test_data, logfile = prepare(
+        model, dataset, config_file_list, config_dict, cmd_args
+    )
+    logger = getLogger()
+    model_obj = build_model(config, train_data)
+    logger.info(model_obj)
+    trainer = get_trainer(config.model_class)(config, model_obj)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], verbose=verbose
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result or {})}")
+    logger.info(set_color("test result", "yellow") + f": {dict(test_result or {})}")
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "valid_metric": config["valid_metric"],
+        "best_valid_score": float(best_valid_score),
+        "best_valid_result": {k: float(v) for k, v in (best_valid_result or {}).items()},
+        "test_result": {k: float(v) for k, v in (test_result or {}).items()},
+        "best_epoch": trainer.best_epoch,
+        "epochs_run": len(trainer.epoch_times),
+        "epoch_time_mean_s": sum(trainer.epoch_times) / max(len(trainer.epoch_times), 1),
+        "train_time_s": sum(trainer.epoch_times),
+        "peak_memory_bytes": int(trainer.peak_memory_bytes),
+        "valid_curve": [(e, s) for e, s, _ in trainer.valid_curve],
+        "diagnostics": trainer.diagnostics,
+        "checkpoint": trainer.saved_model_file if saved else None,
+        "log_file": logfile,
+        "versions": versions(),
+        "config": jsonable_config(config),
+    }
+
+
+def jsonable_config(config):
+    """The final config as plain json types (enums, devices and the like as strings)."""
+    out = {}
+    for key, value in config.final_config_dict.items():
+        out[key] = _jsonable(value)
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def load_data_and_model(model_file):
+    """Rebuild config, data and model from a checkpoint written by :func:`run`.
+
+    Returns:
+        tuple: ``(config, model, dataset, train_data, valid_data, test_data)``; the model holds the
+        checkpoint's parameters and is in eval mode.
+    """
+    import torch
+
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    saved = checkpoint["config"]
+    config_dict = {k: v for k, v in saved.final_config_dict.items() if k not in _DERIVED_KEYS}
+    config_dict["data_path"] = os.path.dirname(os.path.normpath(saved["data_path"]))
+    config, ds, train_data, valid_data, test_data, _ = prepare(
+        saved["model"], saved["dataset"], config_dict=config_dict, log=False
+    )
+    model = build_model(config, train_data)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    model.eval()
+    return config, model, ds, train_data, valid_data, test_data
+
+
+# Keys RecBole derives itself; passing them back in would fight its own derivation.
+_DERIVED_KEYS = {
+    "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "single_spec", "local_rank",
+    "valid_neg_sample_args", "test_neg_sample_args", "data_path", "model", "dataset",
+}

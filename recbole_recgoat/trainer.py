@@ -1,0 +1,115 @@
+"""The plugin's trainer: RecBole's trainers, with the fixes and hooks the plugin's models need.
+
+:class:`PluginTrainerMixin` is mixed into whatever trainer RecBole would pick for a model
+(``Trainer``, ``NCLTrainer``, ``RecVAETrainer``, ...), see :func:`with_plugin_mixin`.  It adds
+
+* ``model.pre_epoch_processing()`` before every training epoch when the model defines it
+  (FREEDOM re-samples its pruned graph there);
+* ``model.epoch_diagnostics()`` after every training epoch when the model defines it; the dict
+  it returns is written to RecBole's log;
+* checkpoints read with ``weights_only=False`` (torch >= 2.6 refuses RecBole's pickled Config);
+* a checkpoint name unique per run (RecBole's has one-second resolution);
+* bookkeeping for results: per-epoch train time, peak memory, the best epoch, the validation
+  curve.
+"""
+
+import os
+import uuid
+from time import time
+
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import get_local_time, set_color
+
+from recbole_recgoat.utils.profiling import PeakMemory
+
+
+class PluginTrainerMixin:
+    """Mixin over a RecBole trainer class; see the module docstring."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        name = f"{config['model']}-{config['dataset']}-{get_local_time()}-{os.getpid()}-{uuid.uuid4().hex[:6]}.pth"
+        self.saved_model_file = os.path.join(self.checkpoint_dir, name)
+        self.epoch_times = []
+        self.peak_memory_bytes = 0
+        self.best_epoch = None
+        self.valid_curve = []  # [(epoch, valid_score, {metric: value})]
+        self.diagnostics = []  # [(epoch, {name: value})]
+        self._epoch = -1
+
+    # -- training --------------------------------------------------------------------------
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._epoch = epoch_idx
+        hook = getattr(self.model, "pre_epoch_processing", None)
+        start = time()
+        with PeakMemory(self.device) as mem:
+            if callable(hook):
+                hook()
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self.epoch_times.append(time() - start)
+        self.peak_memory_bytes = max(self.peak_memory_bytes, mem.peak_bytes)
+        diag = getattr(self.model, "epoch_diagnostics", None)
+        if callable(diag):
+            values = diag()
+            if values:
+                self.diagnostics.append((epoch_idx, dict(values)))
+                text = ", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in values.items())
+                self.logger.info(set_color(f"epoch {epoch_idx} diagnostics", "green") + f" [{text}]")
+        return loss
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        better = score >= self.best_valid_score if self.valid_metric_bigger else score <= self.best_valid_score
+        if better:  # RecBole's early_stopping keeps ties as the new best, so do we
+            self.best_epoch = self._epoch
+        self.valid_curve.append((self._epoch, float(score), dict(result)))
+        return score, result
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _read_checkpoint(self, path):
+        return torch.load(path, map_location=self.device, weights_only=False)
+
+    def resume_checkpoint(self, resume_file):
+        """Resume training from ``resume_file`` (model, optimizer, epoch and early-stopping state)."""
+        checkpoint = self._read_checkpoint(str(resume_file))
+        self.saved_model_file = str(resume_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
+            self.logger.warning(f"checkpoint {resume_file} was written by model {checkpoint['config']['model']}")
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def load_model_file(self, model_file=None):
+        """Load model parameters from ``model_file`` (default: this run's best checkpoint)."""
+        path = model_file or self.saved_model_file
+        checkpoint = self._read_checkpoint(path)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.logger.info(f"Loading model structure and parameters from {path}")
+        return checkpoint
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and eval_data:
+            self.load_model_file(model_file)
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+_MIXED = {}
+
+
+def with_plugin_mixin(trainer_class):
+    """``trainer_class`` combined with :class:`PluginTrainerMixin` (cached, same name)."""
+    if issubclass(trainer_class, PluginTrainerMixin):
+        return trainer_class
+    if trainer_class not in _MIXED:
+        _MIXED[trainer_class] = type(trainer_class.__name__, (PluginTrainerMixin, trainer_class), {"__module__": __name__})
+    return _MIXED[trainer_class]
+
+
+class MultiModalTrainer(PluginTrainerMixin, Trainer):
+    """The trainer of the plugin's models: RecBole's ``Trainer`` with the plugin's mixin."""

@@ -1,0 +1,95 @@
+"""Model, trainer and dataset lookup: the plugin first, then RecBole, through one door.
+
+``get_model('RecGOAT')`` finds ``recbole_recgoat/model/recgoat.py``; ``get_model('LightGCN')``
+falls back to ``recbole.model.general_recommender.lightgcn``.  Names are matched without regard
+to case and an unknown name raises an :class:`~recbole_recgoat.errors.InputError` that lists
+what exists (RecBole's own lookup says ``No module named 'lightgbm'`` instead).
+"""
+
+import importlib
+import importlib.util
+import pkgutil
+from functools import lru_cache
+
+from recbole.utils import ModelType
+
+from recbole_recgoat.errors import InputError
+
+PLUGIN_MODEL_PACKAGE = "recbole_recgoat.model"
+RECBOLE_GENERAL_PACKAGE = "recbole.model.general_recommender"
+_NOT_MODELS = {"layers", "abstract", "init"}
+
+
+def _find_class(module, name):
+    for attr in dir(module):
+        if attr.lower() == name.lower():
+            obj = getattr(module, attr)
+            if isinstance(obj, type):
+                return obj
+    return None
+
+
+def _module_names(package):
+    pkg = importlib.import_module(package)
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in _NOT_MODELS)
+
+
+@lru_cache(maxsize=None)
+def plugin_models():
+    """Class names of the plugin's models (one file each in ``recbole_recgoat/model``)."""
+    names = []
+    for mod in _module_names(PLUGIN_MODEL_PACKAGE):
+        module = importlib.import_module(f"{PLUGIN_MODEL_PACKAGE}.{mod}")
+        cls = _find_class(module, mod)
+        if cls is not None:
+            names.append(cls.__name__)
+    return tuple(names)
+
+
+@lru_cache(maxsize=None)
+def recbole_general_models():
+    """Class names of RecBole's general recommenders (BPR, LightGCN, NGCF, ...)."""
+    names = []
+    for mod in _module_names(RECBOLE_GENERAL_PACKAGE):
+        module = importlib.import_module(f"{RECBOLE_GENERAL_PACKAGE}.{mod}")
+        cls = _find_class(module, mod)
+        if cls is not None and getattr(cls, "type", None) == ModelType.GENERAL:
+            names.append(cls.__name__)
+    return tuple(names)
+
+
+def get_model(name):
+    """Return the model class called ``name`` (plugin first, then RecBole's general models)."""
+    if isinstance(name, type):
+        return name
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"model: expected a model name, got {name!r}")
+    key = name.strip().lower()
+    for package in (PLUGIN_MODEL_PACKAGE, RECBOLE_GENERAL_PACKAGE):
+        path = f"{package}.{key}"
+        if importlib.util.find_spec(path) is not None:
+            cls = _find_class(importlib.import_module(path), key)
+            if cls is not None:
+                return cls
+    raise InputError(
+        f"--model={name}: unknown model; plugin models: {', '.join(plugin_models())}; "
+        f"RecBole general models: {', '.join(recbole_general_models())}"
+    )
+
+
+def get_trainer(model_class):
+    """The trainer for ``model_class``: RecBole's trainer for it, with the plugin's fixes mixed in.
+
+    A model may name its own trainer class in ``model_class.trainer_class``.  Otherwise RecBole's
+    rule applies (``<Model>Trainer`` if RecBole has one, ``TraditionalTrainer`` for traditional
+    models, else ``Trainer``); the result is combined with
+    :class:`recbole_recgoat.trainer.PluginTrainerMixin`.
+    """
+    from recbole.utils import get_trainer as recbole_get_trainer
+
+    from recbole_recgoat.trainer import PluginTrainerMixin, with_plugin_mixin
+
+    own = getattr(model_class, "trainer_class", None)
+    if own is not None:
+        return own if issubclass(own, PluginTrainerMixin) else with_plugin_mixin(own)
+    return with_plugin_mixin(recbole_get_trainer(model_class.type, model_class.__name__))
