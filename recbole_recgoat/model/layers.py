@@ -32,7 +32,7 @@ def training_edges(dataset):
 def sparse_from_edges(rows, cols, values, shape):
     """Coalesced sparse COO ``[shape]`` with ``values[e]`` at ``(rows[e], cols[e])``."""
     index = torch.stack([rows, cols])
-    return torch.sparse_coo_tensor(index, values, shape).coalesce()
+    return torch.sparse_coo_tensor(index, values, shape, check_invariants=False).coalesce()
 
 
 def sym_norm_values(rows, cols, n_nodes, weights=None):

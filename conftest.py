@@ -1,0 +1,1 @@
+"""Root conftest: puts the checkout on sys.path (so tests import this tree's package)."""

@@ -1,0 +1,42 @@
+"""Shared fixtures.
+
+Every test runs in its own temporary working directory (RecBole writes ./log, ./saved and
+./log_tensorboard under the cwd) with ``sys.argv`` reduced to the program name, so pytest's own
+flags never reach a config.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import recbole_recgoat  # noqa: F401  (applies the compatibility shims first)
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BUNDLED = REPO / "recbole_recgoat" / "bundled"
+
+
+@pytest.fixture(autouse=True)
+def isolated_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [sys.argv[0]])
+    yield tmp_path
+
+
+@pytest.fixture
+def fast():
+    """Config overrides for quick runs on the bundled dataset."""
+    return {"epochs": 2, "stopping_step": 2, "train_batch_size": 4096, "state": "WARNING", "show_progress": False}
+
+
+def snapshot_files(root):
+    """``{relative path: (size, mtime_ns)}`` of every file under ``root``."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            st = os.stat(p)
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+    return out
