@@ -17,6 +17,12 @@ from recbole_recgoat.errors import InputError
 
 PLUGIN_MODEL_PACKAGE = "recbole_recgoat.model"
 RECBOLE_GENERAL_PACKAGE = "recbole.model.general_recommender"
+# Searched only so that their models get a clear "not a general recommender" error from Config.
+RECBOLE_OTHER_PACKAGES = (
+    "recbole.model.sequential_recommender",
+    "recbole.model.context_aware_recommender",
+    "recbole.model.knowledge_aware_recommender",
+)
 _NOT_MODELS = {"layers", "abstract", "init"}
 
 
@@ -53,7 +59,7 @@ def recbole_general_models():
     for mod in _module_names(RECBOLE_GENERAL_PACKAGE):
         module = importlib.import_module(f"{RECBOLE_GENERAL_PACKAGE}.{mod}")
         cls = _find_class(module, mod)
-        if cls is not None and getattr(cls, "type", None) == ModelType.GENERAL:
+        if cls is not None and getattr(cls, "type", None) in (ModelType.GENERAL, ModelType.TRADITIONAL):
             names.append(cls.__name__)
     return tuple(names)
 
@@ -65,7 +71,7 @@ def get_model(name):
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"model: expected a model name, got {name!r}")
     key = name.strip().lower()
-    for package in (PLUGIN_MODEL_PACKAGE, RECBOLE_GENERAL_PACKAGE):
+    for package in (PLUGIN_MODEL_PACKAGE, RECBOLE_GENERAL_PACKAGE) + RECBOLE_OTHER_PACKAGES:
         path = f"{package}.{key}"
         if importlib.util.find_spec(path) is not None:
             cls = _find_class(importlib.import_module(path), key)
