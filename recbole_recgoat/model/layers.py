@@ -203,3 +203,153 @@ def cached_knn_graph(x, k, cache_dir=None, tag="", **kwargs):
     torch.save(edge_index.cpu(), tmp)
     os.replace(tmp, path)
     return edge_index
+
+
+# ----------------------------------------------------------------------------------------------
+# graph attention
+# ----------------------------------------------------------------------------------------------
+
+
+class GATEncoder(nn.Module):
+    """Stack of PyTorch Geometric ``GATConv`` layers over a fixed graph (heads averaged).
+
+    ``h^{l+1}_i = sum_{j in N(i)} alpha_ij W h^l_j``, ``alpha = softmax_j(LeakyReLU(a^T [W h_i || W h_j]))``
+    (Velickovic et al., ICLR 2018), ``heads`` attention heads averaged so the width stays ``dim``;
+    ELU between layers.
+
+    Args:
+        dim (int): input = output width ``d``.
+        n_layers (int): number of GAT layers.
+        heads (int): attention heads.
+        dropout (float): dropout on the attention coefficients.
+        layer_mean (bool): return ``mean(x, h^1, ..., h^L)`` (LightGCN-style readout, no ELU)
+            instead of the last layer.
+    """
+
+    def __init__(self, dim, n_layers=1, heads=4, dropout=0.1, layer_mean=False):
+        super().__init__()
+        from torch_geometric.nn import GATConv
+
+        self.layer_mean = layer_mean
+        self.convs = nn.ModuleList(
+            GATConv(dim, dim, heads=heads, concat=False, dropout=dropout, add_self_loops=False) for _ in range(n_layers)
+        )
+
+    def forward(self, x, edge_index):
+        """``x [N, d]``, ``edge_index [2, E]`` (source, target) -> ``[N, d]``."""
+        acc = x
+        for layer, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if self.layer_mean:
+                acc = acc + x
+            elif layer < len(self.convs) - 1:
+                x = F.elu(x)
+        return acc / (len(self.convs) + 1) if self.layer_mean else x
+
+
+# ----------------------------------------------------------------------------------------------
+# alignment: instance level (contrastive) and distribution level (optimal transport)
+# ----------------------------------------------------------------------------------------------
+
+
+def cosine_logits(z_m, z):
+    """``[B, B]`` cosine similarities ``z^m_i . z_j`` of L2-normalised rows."""
+    return F.normalize(z_m, dim=1) @ F.normalize(z, dim=1).T
+
+
+def cmcl(z_m, z, tau):
+    """Cross-modal contrastive loss, Lemma 3.3 of RecGOAT:
+
+    ``L = 1/B sum_i -log( exp(z^m_i . z_i / tau) / sum_j exp(z^m_i . z_j / tau) )``
+    with ``z^m_i``, ``z_j`` L2-normalised.
+
+    Args:
+        z_m (Tensor): ``[B, d]`` modality representations.
+        z (Tensor): ``[B, d]`` unified representations (row i is the same entity as in ``z_m``).
+        tau (float): temperature.
+
+    Returns:
+        Tensor: scalar.
+    """
+    logits = cosine_logits(z_m, z) / tau
+    return F.cross_entropy(logits, torch.arange(z.shape[0], device=z.device))
+
+
+@torch.no_grad()
+def lemma33_sides(z_m, z, tau, loss=None):
+    """Both sides of Lemma 3.3 on a batch: ``E_i ||z^m_i - z_i||`` and ``sqrt(2 tau L + 2 tau log B)``.
+
+    ``loss`` is the batch's CMCL value for this pair (computed if not given).
+    """
+    lhs = (F.normalize(z_m, dim=1) - F.normalize(z, dim=1)).norm(dim=1).mean()
+    loss = cmcl(z_m, z, tau) if loss is None else loss
+    b = z.shape[0]
+    rhs = torch.sqrt(2 * tau * loss + 2 * tau * np.log(b))
+    return float(lhs), float(rhs)
+
+
+def unit_euclidean_cost(x, y):
+    """``[n, m]`` Euclidean distances between the L2-normalised rows of ``x [n, d]`` and ``y [m, d]`` (in [0, 2])."""
+    return torch.cdist(F.normalize(x, dim=1), F.normalize(y, dim=1))
+
+
+def entropic_plan(cost, eps, n_iter=200, stop_thr=1e-6):
+    """Entropic OT plan with uniform marginals, log-domain Sinkhorn (POT ``method='sinkhorn_log'``).
+
+    ``P* = argmin_P <P, C> - eps H(P)`` s.t. ``P 1 = 1/n``, ``P^T 1 = 1/m``.  Computed in the log
+    domain, so no entry underflows to zero for costs that are large relative to ``eps``.
+
+    Args:
+        cost (Tensor): ``[n, m]`` cost (no gradient is taken through the plan).
+        eps (float): entropic regularisation.
+
+    Returns:
+        Tensor: ``[n, m]`` plan.
+    """
+    import ot
+
+    c = cost.detach()
+    n, m = c.shape
+    a = torch.full((n,), 1.0 / n, dtype=c.dtype, device=c.device)
+    b = torch.full((m,), 1.0 / m, dtype=c.dtype, device=c.device)
+    return ot.sinkhorn(a, b, c, eps, method="sinkhorn_log", numItermax=n_iter, stopThr=stop_thr, warn=False)
+
+
+def sinkhorn_w1(x, y, eps=0.05, n_iter=200):
+    """Entropic estimate of ``W1(P, Q)`` between the empirical distributions of rows of ``x`` and ``y``.
+
+    Cost: Euclidean distance between L2-normalised rows; uniform weights.  Value ``<P*, C>`` with the
+    entropic plan ``P*``; differentiable in ``x`` and ``y`` (gradient ``P*`` w.r.t. the cost, the
+    envelope theorem; the plan itself is not differentiated).
+
+    Returns:
+        Tensor: scalar.
+    """
+    cost = unit_euclidean_cost(x, y)
+    return (cost * entropic_plan(cost, eps, n_iter)).sum()
+
+
+@torch.no_grad()
+def exact_w1(x, y):
+    """Exact ``W1`` (network simplex, POT ``emd2``) between rows of ``x`` and ``y``, same cost as :func:`sinkhorn_w1`."""
+    import ot
+
+    cost = unit_euclidean_cost(x, y).double().cpu().numpy()
+    n, m = cost.shape
+    return float(ot.emd2(np.full(n, 1.0 / n), np.full(m, 1.0 / m), cost))
+
+
+@torch.no_grad()
+def dimension_transport_map(z_m, z_id, eps=0.05, n_iter=200):
+    """Barycentric map ``d * P*`` between the ``d`` feature dimensions of ``z_m`` and ``z_id``.
+
+    Each dimension is a point: column ``k`` of ``z_m [N, d]`` (L2-normalised over the ``N`` rows)
+    against column ``l`` of ``z_id [N, d]``; ``P*`` is the entropic plan (uniform marginals ``1/d``)
+    of their Euclidean cost, so ``d * P*`` is row-stochastic and ``z_m @ (d P*)`` carries the
+    modality into the ID space.  Log-domain: it stays non-zero at any embedding scale.
+
+    Returns:
+        Tensor: ``[d, d]``, no gradient.
+    """
+    plan = entropic_plan(unit_euclidean_cost(z_m.T, z_id.T), eps, n_iter)
+    return plan * z_m.shape[1]
