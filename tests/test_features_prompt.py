@@ -73,7 +73,7 @@ def test_metadata_summary_is_deterministic_and_not_an_llm(tmp_path):
     assert out.ok and "not an LLM" in out.content
     assert out.answer == backend.ask(ProfileRequest("u", "prompt", ["1", "2", "3"], table)).answer
     assert "- tags: rock (2 of 3), indie (1 of 3)" in out.answer  # top_k 2, ties by value
-    assert "Items: A, B, ..." in out.answer
+    assert "- Items: A, B and 1 more." in out.answer
     assert extract_answer(out.content)[0] == out.answer
 
 

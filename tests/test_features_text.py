@@ -102,3 +102,40 @@ def test_cli_bad_input_is_one_line(isolated_run, capsys):
     rc = main(["item-text", "--dataset", "lastfm-2k", "--out", "x.npy", "--model-path", "no/such/folder"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "--model-path=no/such/folder: not a folder" in err
+
+
+def test_committed_features_load_aligned_to_internal_ids(isolated_run):
+    from recbole_recgoat.quick_start import prepare
+
+    bundled = BUNDLED_LASTFM.parent
+    _, ds, *_ = prepare("BPR", "ml-100k", config_dict={"load_features": True, "state": "ERROR"}, log=False)
+    feat = ds.item_features["text"].numpy()
+    raw = np.load(bundled / "ml-100k" / "text_feat.npy")
+    ids = (bundled / "ml-100k" / "text_feat.npy.ids").read_text().split()
+    assert raw.shape == (1682, 384) and ids == [str(i) for i in range(1, 1683)]
+    row = {tok: r for r, tok in enumerate(ids)}
+    tokens = ds.field2id_token["item_id"]
+    for k in (1, 2, 777, len(tokens) - 1):
+        assert np.array_equal(feat[k], raw[row[tokens[k]]])
+    assert not feat[0].any()  # PAD
+
+    _, ds, *_ = prepare("BPR", "lastfm-2k", config_dict={"load_features": True, "state": "ERROR"}, log=False)
+    users = ds.user_features.numpy()
+    raw = np.load(bundled / "lastfm-2k" / "user_feat.npy")
+    assert raw.shape == (1858, 384) and users.shape == (1859, 384)
+    tokens = ds.field2id_token["user_id"]
+    for k in (1, 100, len(tokens) - 1):
+        assert np.array_equal(users[k], raw[int(tokens[k])])
+    assert np.allclose(np.linalg.norm(raw, axis=1), 1, atol=1e-5)
+
+
+def test_committed_ml100k_text_matches_the_recipe(isolated_run):
+    from recbole_recgoat.features.encoder import Encoder
+    from recbole_recgoat.features.pipeline import item_texts
+
+    _, _, ids, texts = item_texts("ml-100k", limit=8)
+    assert texts[0] == "Toy Story (1995). Genres: Animation, Children's, Comedy."
+    emb = Encoder(device="cpu", batch_size=8).encode(texts)
+    committed = np.load(BUNDLED_LASTFM.parent / "ml-100k" / "text_feat.npy")[:8]  # rows = ids 1..8
+    assert ids == [str(i) for i in range(1, 9)]
+    assert ((emb * committed).sum(1) >= 0.9999).all()

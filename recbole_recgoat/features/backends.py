@@ -285,7 +285,8 @@ class MetadataSummaryBackend:
             lines.append("- Most frequent " + "; ".join(leading) + ".")
         titles = [t for t in (table.title(iid) for iid in items) if t]
         if titles:
-            lines.append("- Items: " + ", ".join(titles[:top_k]) + (", ..." if len(titles) > top_k else "") + ".")
+            more = f" and {len(titles) - top_k} more" if len(titles) > top_k else ""
+            lines.append("- Items: " + ", ".join(titles[:top_k]) + more + ".")
         return "\n".join(lines)
 
     def ask(self, request):

@@ -5,6 +5,7 @@ Both write a float32 ``.npy`` (row = original id, see :mod:`.output`) and ``<out
 """
 
 import datetime
+import hashlib
 import importlib.metadata
 import os
 import sys
@@ -32,6 +33,14 @@ def _versions():
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _now():
@@ -65,7 +74,7 @@ def _encoder(opts):
 
 
 def _encoder_meta(enc):
-    return {"model": enc.description, "path": enc.path, "dim": enc.dim, "max_seq_length": enc.max_seq_length,
+    return {"model": enc.description, "dim": enc.dim, "max_seq_length": enc.max_seq_length,
             "device": enc.device, "batch_size": enc.batch_size, "normalized": enc.normalize}
 
 
@@ -81,7 +90,8 @@ def run_item_text(opts, command):
     status = write_features(opts.out, emb, ids, force=opts.force)
     if status == "written":
         write_json(opts.out + ".meta.json", {
-            "step": "item-text", "dataset": config["dataset"], "source": table.path,
+            "step": "item-text", "dataset": config["dataset"],
+            "source": {"file": os.path.basename(table.path), "sha256": _sha256(table.path)},
             "recipe": {"template": table.recipe.template, "replace": table.recipe.replace,
                        "field_replace": table.recipe.field_replace, "missing": table.recipe.missing},
             "rows": len(ids), "row_ids": "sidecar .ids" if os.path.exists(opts.out + ".ids") else "row r = id r",
@@ -246,6 +256,7 @@ def run_user_profiles(opts, command):
     if status == "written":
         meta = {
             "step": "user-profiles", "dataset": config["dataset"], "rows": len(users),
+            "item_source": {"file": os.path.basename(table.path), "sha256": _sha256(table.path)},
             "row_ids": "sidecar .ids" if os.path.exists(opts.out + ".ids") else "row r = user id r",
             "backend": backend.describe(), "identity": identity,
             "prompt": f"Table 1 of the RecGOAT supplement (prompt version {PROMPT_VERSION}); training interactions only",
