@@ -80,6 +80,11 @@ def main(argv=None):
     parser = build_parser()
     opts = parser.parse_args(argv)
     opts.config_files = opts.config_files.split() if opts.config_files else None
+    checks = [("batch_size", 1)] + ([("max_items", 0), ("item_chars", 0)] if opts.step == "user-profiles" else [])
+    for name, low in checks:
+        if getattr(opts, name) < low:
+            print(f"error: --{name.replace('_', '-')}={getattr(opts, name)}: expected an integer >= {low}", file=sys.stderr)
+            return 2
     command = "python -m recbole_recgoat.features " + " ".join(shlex.quote(a) for a in argv)
     from recbole_recgoat.features import pipeline
 

@@ -189,8 +189,6 @@ def run_user_profiles(opts, command):
     config, histories = training_histories(opts.dataset, opts.data_path, opts.config_files, opts.seed)
     recipe = recipe_for(config)
     table = recipe.load(config["data_path"])
-    backend = make_backend(opts, recipe)
-    identity = backend.identity()
     users = list(histories)
     requests = build_requests(users, histories, table, opts.max_items, opts.item_chars)
     if opts.show_prompt is not None:
@@ -199,6 +197,8 @@ def run_user_profiles(opts, command):
             raise InputError(f"--show-prompt={opts.show_prompt}: no such user in {config['dataset']}; expected an original user id")
         print(match[0].prompt)
         return 0
+    backend = make_backend(opts, recipe)
+    identity = backend.identity()
 
     cache = open_cache(opts.cache or opts.out + ".cache.jsonl", f"{config['dataset']}-{backend.name}.jsonl")
     try:
