@@ -1,0 +1,306 @@
+"""RecGOAT: gradients, Lemma 3.3, optimal transport, leakage, reproducibility, ablation switches."""
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import BUNDLED
+from recbole_recgoat.model import layers as L
+from recbole_recgoat.quick_start import build_model, prepare, run
+
+LASTFM = BUNDLED / "lastfm-2k"
+
+
+def _copy_lastfm(tmp_path, name="lfm", permute_eval=False):
+    """The bundled dataset in a folder of its own, plus user LM features built from TRAINING rows.
+
+    The user feature of a user is the mean text feature of the user's training items (a stand-in
+    for the LLM profile embedding; the real one is produced by ``python -m recbole_recgoat.features``).
+    ``permute_eval`` shuffles the item column of the validation and test rows.
+    """
+    d = tmp_path / "data" / name
+    d.mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        shutil.copy(LASTFM / f"lastfm-2k.{split}.inter", d / f"{name}.{split}.inter")
+    for f in ("text_feat.npy", "audio_feat.npy", "whisper_feat.npy"):
+        shutil.copy(LASTFM / f, d / f)
+    text = np.load(LASTFM / "text_feat.npy")
+    train = np.loadtxt(LASTFM / "lastfm-2k.train.inter", skiprows=1, dtype=np.int64)
+    n_users = 1858
+    sums = np.zeros((n_users, text.shape[1]))
+    np.add.at(sums, train[:, 0], text[train[:, 1]])
+    counts = np.bincount(train[:, 0], minlength=n_users)[:, None]
+    np.save(d / "user_feat.npy", (sums / np.maximum(counts, 1)).astype(np.float32))
+    if permute_eval:
+        rng = np.random.default_rng(7)
+        lines = {s: (d / f"{name}.{s}.inter").read_text().splitlines() for s in ("valid", "test")}
+        rows = [r.split("\t") for s in ("valid", "test") for r in lines[s][1:]]
+        items = rng.permutation([r[1] for r in rows])
+        k = 0
+        for s in ("valid", "test"):
+            out = [lines[s][0]]
+            for r in lines[s][1:]:
+                u, _, rating = r.split("\t")
+                out.append(f"{u}\t{items[k]}\t{rating}")
+                k += 1
+            (d / f"{name}.{s}.inter").write_text("\n".join(out) + "\n")
+    return {
+        "data_path": str(tmp_path / "data"),
+        "load_col": {"inter": ["user_id", "item_id"]},
+        "benchmark_filename": ["train", "valid", "test"],
+        "item_feature_files": {"text": "text_feat.npy", "audio": "audio_feat.npy", "whisper": "whisper_feat.npy"},
+        "modalities": ["text", "audio"],
+        "user_feature_file": "user_feat.npy",
+        "state": "WARNING",
+        "graph_cache_dir": None,
+    }
+
+
+@pytest.fixture
+def lfm(tmp_path):
+    return _copy_lastfm(tmp_path)
+
+
+def _model(cfg, dataset="lfm", **over):
+    c, ds, tr, va, te, _ = prepare("RecGOAT", dataset, config_dict={**cfg, **over}, log=False)
+    return build_model(c, tr), tr
+
+
+# ------------------------------------------------------------------------------------------ model
+def test_every_parameter_group_receives_gradient(lfm):
+    model, tr = _model(lfm)
+    batch = next(iter(tr))
+    loss = sum(model.calculate_loss(batch))
+    loss.backward()
+    names = {n for n, _ in model.named_parameters()}
+    groups = ["user_embedding", "item_embedding", "user_proj", "mm_proj.text", "mm_proj.audio", "mm_gat.text",
+              "mm_gat.audio", "user_gat", "delta.text", "delta.audio", "fusion_weights", "item_norm", "user_fusion_weights"]
+    for g in groups:
+        params = [(n, p) for n, p in model.named_parameters() if n.startswith(g)]
+        assert params, f"no parameter group {g} in {sorted(names)}"
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for _, p in params), f"{g} got no gradient"
+    for n, p in model.named_parameters():
+        assert p.grad is not None, f"{n} got no gradient"
+
+
+def test_cmcl_equals_lemma_formula():
+    torch.manual_seed(0)
+    zm, z = torch.randn(37, 16), torch.randn(37, 16)
+    tau = 0.2
+    a = zm.numpy() / np.linalg.norm(zm.numpy(), axis=1, keepdims=True)
+    b = z.numpy() / np.linalg.norm(z.numpy(), axis=1, keepdims=True)
+    expected = 0.0
+    for i in range(37):  # L_i = -log( exp(z^m_i.z_i/tau) / sum_j exp(z^m_i.z_j/tau) ), in float64
+        s = a[i] @ b.T / tau
+        expected += -(s[i] - (s.max() + math.log(np.exp(s - s.max()).sum())))
+    expected /= 37
+    assert abs(float(L.cmcl(zm, z, tau)) - expected) < 1e-5
+
+
+def test_lemma33_bound_holds_on_every_logged_batch(lfm):
+    result = run("RecGOAT", "lfm", config_dict={**lfm, "epochs": 2, "stopping_step": 2, "train_batch_size": 1024})
+    diag = [d for _, d in result["diagnostics"]]
+    assert len(diag) == 2
+    for d in diag:
+        for pair in ("text", "audio", "user"):
+            assert d[f"lemma33_{pair}_violations"] == 0
+            assert d[f"lemma33_{pair}_lhs"] <= d[f"lemma33_{pair}_rhs"]
+        assert d["w1_exact_text"] > 0 and d["loss_cmcl"] > 0 and d["loss_oat"] > 0
+
+
+def test_lemma33_sides_per_batch(lfm):
+    model, tr = _model(lfm, train_batch_size=512)
+    model.train()
+    for k, batch in enumerate(tr):
+        model.calculate_loss(batch)
+        if k == 5:
+            break
+    assert len(model.lemma_log) == 6 * 3  # text, audio, user per batch
+    for name, b, lhs, rhs in model.lemma_log:
+        assert 0 <= lhs <= rhs, (name, b, lhs, rhs)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 10.0])
+def test_entropic_plan_marginals_and_no_underflow(scale):
+    """Our log-domain plan keeps exact marginals and stays positive at any embedding scale; the
+    authors' plain-domain plan (cost x100, eps 0.01) underflows to zero on the same inputs."""
+    g = torch.Generator().manual_seed(1)
+    z_m = torch.randn(500, 64, generator=g) * scale
+    z_id = torch.randn(500, 64, generator=g) * scale
+    tmap = L.dimension_transport_map(z_m, z_id, eps=0.05)
+    plan = tmap / 64
+    assert torch.allclose(plan.sum(1), torch.full((64,), 1 / 64), atol=1e-5)
+    assert torch.allclose(plan.sum(0), torch.full((64,), 1 / 64), atol=1e-5)
+    assert plan.min() > 0
+    # the authors' scaling: cost between raw dimension vectors x 100, eps 0.01, K = exp(-C / eps)
+    cost = torch.cdist(z_m.T, z_id.T) * 100
+    kernel = torch.exp(-cost / 0.01)
+    assert kernel.max() == 0  # underflow: the plain-domain plan is all zeros (or NaN after scaling)
+
+
+@pytest.mark.parametrize("n", [32, 128])
+def test_sinkhorn_w1_close_to_exact(n):
+    """Entropic W1 (eps 0.05, unit-sphere costs in [0, 2]) is within 0.05 of the network-simplex W1."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 16, generator=g)
+    y = torch.randn(n, 16, generator=g) + 0.5
+    approx = float(L.sinkhorn_w1(x, y, eps=0.05, n_iter=500))
+    exact = L.exact_w1(x, y)
+    assert exact > 0.1
+    assert abs(approx - exact) < 0.05
+    assert approx >= exact - 1e-4  # <P_eps, C> is never below the optimal cost
+
+
+def test_sinkhorn_w1_is_differentiable():
+    x = torch.randn(20, 8, requires_grad=True)
+    y = torch.randn(20, 8)
+    L.sinkhorn_w1(x, y).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------------------ leakage
+def _graph_in_original_ids(model, ds):
+    utok, itok = ds.field2id_token[ds.uid_field], ds.field2id_token[ds.iid_field]
+    idx = model.norm_adj.coalesce().indices()
+    nu = model.n_users
+    ui = idx[:, idx[0] < nu]
+    out = {"ui": set(zip(utok[ui[0].numpy()], itok[ui[1].numpy() - nu]))}
+    for m, e in model.mm_edges.items():
+        out[m] = set(zip(itok[e[0].numpy()], itok[e[1].numpy()]))
+    out["uu"] = set(zip(utok[model.user_edges[0].numpy()], utok[model.user_edges[1].numpy()]))
+    feats = model.user_feats.numpy()
+    out["user_feats"] = {utok[k]: feats[k].tobytes() for k in range(1, len(utok))}
+    return out
+
+
+def test_nothing_built_from_validation_or_test_rows(tmp_path):
+    a_cfg = _copy_lastfm(tmp_path / "a", "lfm")
+    b_cfg = _copy_lastfm(tmp_path / "b", "lfm", permute_eval=True)
+    a_model, a_tr = _model(a_cfg)
+    b_model, b_tr = _model(b_cfg)
+    assert (tmp_path / "a/data/lfm/lfm.test.inter").read_text() != (tmp_path / "b/data/lfm/lfm.test.inter").read_text()
+    ga = _graph_in_original_ids(a_model, a_tr._dataset)
+    gb = _graph_in_original_ids(b_model, b_tr._dataset)
+    assert ga.keys() == gb.keys()
+    for key in ga:
+        assert ga[key] == gb[key], key
+    # and the user-item graph holds exactly the training pairs
+    train = {tuple(r.split("\t")[:2]) for r in (tmp_path / "a/data/lfm/lfm.train.inter").read_text().splitlines()[1:]}
+    assert ga["ui"] == train
+
+
+# ------------------------------------------------------------------------------------------ runs
+def test_same_seed_identical_metrics(lfm):
+    cfg = {**lfm, "epochs": 2, "stopping_step": 2}
+    a = run("RecGOAT", "lfm", config_dict=cfg)
+    b = run("RecGOAT", "lfm", config_dict=cfg)
+    assert a["test_result"] == b["test_result"] and a["best_valid_result"] == b["best_valid_result"]
+
+
+def test_full_sort_predict_cached_and_deterministic(lfm):
+    model, tr = _model(lfm)
+    model.eval()
+    from recbole.data.interaction import Interaction
+
+    inter = Interaction({"user_id": torch.arange(1, 50)})
+    s1 = model.full_sort_predict(inter)
+    cache = model._cache
+    s2 = model.full_sort_predict(inter)
+    assert torch.equal(s1, s2) and model._cache is cache
+    model.train()
+    assert model._cache is None
+    model.calculate_loss(next(iter(tr)))
+    model.eval()
+    assert torch.equal(model.full_sort_predict(inter), s1)  # no optimizer step: same parameters, same scores
+    assert s1.shape == (49, model.n_items)
+
+
+# ------------------------------------------------------------------------------------------ ablations
+def _parts(model):
+    torch.manual_seed(0)
+    model.eval()
+    with torch.no_grad():
+        return model.forward()
+
+
+def test_ablation_cmcl_and_oat_switches(lfm):
+    model, tr = _model(lfm, lambda_cl=0.0)
+    batch = next(iter(tr))
+    bpr, reg, cl, ot_ = model.calculate_loss(batch)
+    assert float(cl) == 0 and model.lemma_log == [] and float(ot_) > 0
+    model, _ = _model(lfm, lambda_ot=0.0)
+    bpr, reg, cl, ot_ = model.calculate_loss(batch)
+    assert float(ot_) == 0 and float(cl) > 0
+
+
+def test_ablation_transport_map(lfm):
+    on, _ = _model(lfm)
+    off, _ = _model(lfm, use_transport_map=False)
+    assert hasattr(on, "delta") and not hasattr(off, "delta")
+    _, _, p_on = _parts(on)
+    _, _, p_off = _parts(off)
+    assert p_off["t_m"]["text"] is p_off["z_m"]["text"]
+    assert not torch.allclose(p_on["t_m"]["text"], p_on["z_m"]["text"])
+    # with the residual at zero, T_m = Z^m (d P*): a row-stochastic mixing of Z^m's dimensions
+    plan = L.dimension_transport_map(p_on["z_m"]["text"], p_on["z_cf_i"], on.plan_eps, on.ot_iters)
+    assert torch.allclose(p_on["t_m"]["text"], p_on["z_m"]["text"] @ plan, atol=1e-5)
+
+
+def test_ablation_user_features_and_user_graph(lfm):
+    full, _ = _model(lfm)
+    no_graph, _ = _model(lfm, use_user_graph=False)
+    no_feat, _ = _model(lfm, use_user_features=False)
+    assert full.use_user_graph and hasattr(full, "user_gat")
+    assert hasattr(no_graph, "user_proj") and not hasattr(no_graph, "user_gat")
+    assert not hasattr(no_feat, "user_proj") and not hasattr(no_feat, "user_gat")
+    z_u, _, parts = _parts(no_feat)
+    assert parts["z_llm_u"] is None and torch.equal(z_u, parts["z_cf_u"])
+    z_u, _, parts = _parts(no_graph)
+    assert parts["z_llm_u"] is None and torch.equal(z_u, parts["z_cf_u"])
+    z_u, _, parts = _parts(full)
+    assert parts["z_llm_u"] is not None and not torch.equal(z_u, parts["z_cf_u"])
+
+
+@pytest.mark.parametrize("fusion", ["sum", "concat"])
+def test_ablation_fusion(lfm, fusion):
+    model, _ = _model(lfm, fusion=fusion)
+    assert not hasattr(model, "fusion_weights")
+    assert hasattr(model, "item_concat") == (fusion == "concat")
+    _, z_i, parts = _parts(model)
+    if fusion == "sum":
+        expected = F.normalize(parts["z_cf_i"] + sum(parts["t_m"].values()), dim=1)
+        assert torch.allclose(z_i, expected, atol=1e-6)
+
+
+def test_modality_subsets(lfm):
+    for mods in (["text"], ["audio"], ["text", "audio", "whisper"]):
+        model, tr = _model(lfm, modalities=mods)
+        assert list(model.mm_proj.keys()) == mods and list(model.mm_edges) == mods
+        losses = model.calculate_loss(next(iter(tr)))
+        assert all(torch.isfinite(x) for x in losses)
+
+
+def test_ui_attention_option(lfm):
+    model, tr = _model(lfm, ui_graph="gat")
+    assert hasattr(model, "ui_gat")
+    sum(model.calculate_loss(next(iter(tr)))).backward()
+    assert model.ui_gat.convs[0].lin.weight.grad.abs().sum() > 0
+
+
+def test_knn_graphs_are_symmetric_self_looped_and_cosine_nearest(lfm):
+    model, _ = _model(lfm)
+    feats = model.item_feats["text"]
+    e = model.mm_edges["text"]
+    pairs = set(zip(e[0].tolist(), e[1].tolist()))
+    assert all((j, i) in pairs for i, j in pairs)
+    assert all((i, i) in pairs for i in range(1, model.n_items))
+    assert not any(0 in p for p in pairs)  # PAD has no edge
+    xn = F.normalize(feats[1:], dim=1)
+    top = (xn[:50] @ xn.T).topk(20, dim=1).indices + 1
+    for r in range(50):
+        for c in top[r].tolist():
+            assert (r + 1, c) in pairs
