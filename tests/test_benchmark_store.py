@@ -103,3 +103,30 @@ def test_bad_input():
     with pytest.raises(InputError):
         parse_seeds(0)
     assert os.environ.get("HYPEROPT_FMIN_SEED") is None
+
+
+def test_misspelt_variant_or_grid_key_is_refused(tmp_path):
+    from recbole_recgoat.benchmark.cli import main
+
+    (tmp_path / "v.yaml").write_text("variants:\n  BPR-typo: {model: BPR, wieght_decay: 0.1}\n")
+    assert main(["run", "--models", "BPR", "--variants", str(tmp_path / "v.yaml"), "--store", "s", "--dry-run"]) == 2
+    (tmp_path / "v.yaml").write_text("variants:\n  BPR-wd: {model: BPR, weight_decay: 0.1}\n")
+    assert main(["run", "--models", "BPR", "--variants", str(tmp_path / "v.yaml"), "--store", "s", "--dry-run"]) == 0
+    (tmp_path / "b.yaml").write_text("models: [BPR]\nsearch_space:\n  BPR: {n_layer: [1, 2]}\n")
+    assert main(["tune", "--config", str(tmp_path / "b.yaml"), "--store", "s"]) == 2
+
+
+def test_failed_cell_is_reported_and_retried(tmp_path):
+    from recbole_recgoat.benchmark.cli import main
+
+    (tmp_path / "v.yaml").write_text("variants:\n  BPR-bad: {model: BPR, embedding_size: -1}\n")
+    args = ["run", "--models", "Pop", "--variants", str(tmp_path / "v.yaml"), "--store", "s", "--jobs", "1",
+            "--set", "state=WARNING"]
+    assert main(args) == 1  # Pop finishes, the broken variant fails, the benchmark goes on
+    store = Store("s")
+    assert [r["variant"] for r in store.records()] == ["Pop"]
+    failures = read_lines(store.root / "failures.jsonl")[0]
+    assert len(failures) == 1 and failures[0]["cell"]["entry"] == "BPR-bad" and "Traceback" in failures[0]["error"]
+    assert main(args) == 1  # retried, Pop not re-run
+    assert [e[0] for e in store.run_events()].count("start") == 3
+    assert len(store.records()) == 1

@@ -139,3 +139,24 @@ def test_every_model_gets_the_same_budget(algo, tmp_path, monkeypatch):
     calls.clear()
     tuning.run_search(tuning.TuneTask("Big", "d", spaces["Big"], algo=algo, max_evals=14, seed=1, force=True), store)
     assert [v for _, v in calls] == per_model["Big"]
+
+
+def test_killed_search_replays_its_finished_trials(tmp_path, monkeypatch):
+    from recbole_recgoat.benchmark.spec import short_hash
+    from recbole_recgoat.benchmark.store import append_line
+
+    store = Store(tmp_path / "s")
+    task = tuning.TuneTask("BPR", "lastfm-2k", {"weight_decay": [0.0, 1.0e-05]}, algo="exhaustive", max_evals=2)
+    for wd, score in ((0.0, 0.30), (1.0e-05, 0.31)):  # what a killed search had finished
+        values = {"weight_decay": wd}
+        append_line(store.trials_path("BPR", "lastfm-2k", task.key), {
+            "trial_key": short_hash({"tune_key": task.key, "params": values}), "tune_key": task.key, "params": values,
+            "valid_metric": "recall@20", "valid_score_bigger": True, "best_valid_score": score,
+            "best_valid_result": {"recall@20": score}, "best_epoch": 3, "epochs_run": 5, "train_time_s": 1.0})
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished trial was trained again")
+
+    monkeypatch.setattr(qs, "prepare", no_training)
+    doc = tuning.run_search(task, store)
+    assert doc["params"] == {"weight_decay": 1.0e-05} and doc["budget"]["evaluated"] == 2

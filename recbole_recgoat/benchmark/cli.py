@@ -74,6 +74,7 @@ def build_parser():
     lb.add_argument("--focus", default=None, help="row to summarise (rank, gap to the best), e.g. RecGOAT")
     lb.add_argument("--datasets", nargs="+", default=None)
     lb.add_argument("--no-figures", action="store_true")
+    lb.add_argument("--note-file", default=None, help="Markdown text placed under the title (the author's note)")
 
     status = sub.add_parser("status", help="what the store holds")
     _common(status)
@@ -151,12 +152,14 @@ def _say(msg):
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args, doc):
     from recbole_recgoat.benchmark import runner
-    from recbole_recgoat.benchmark.spec import BASE_SEED, DEFAULT_DATASET, build_cells, build_entries, parse_seeds
+    from recbole_recgoat.benchmark.spec import (BASE_SEED, DEFAULT_DATASET, build_cells, build_entries, check_keys,
+                                                parse_seeds)
     from recbole_recgoat.benchmark.tuning import tuned_for
 
     store = _store(args, doc)
     entries = build_entries(_listify(_pick(args.models, doc, "models")), _variants(args, doc))
     datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
+    check_keys(entries, datasets[0])
     seeds = args.seed_list if args.seed_list else _pick(args.seeds, doc, "seeds", 1)
     seeds = parse_seeds(seeds, _pick(args.base_seed, doc, "base_seed", BASE_SEED))
     use_tuned = _pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune")))
@@ -211,6 +214,9 @@ def cmd_tune(args, doc):
 
     store = _store(args, doc)
     tasks = tune_tasks(args, doc)
+    from recbole_recgoat.benchmark.spec import check_keys
+
+    check_keys([], tasks[0].dataset if tasks else None, {t.model: t.space for t in tasks})
     for t in tasks:
         check_existing(t, store)  # refuse before anything runs
     jobs, threads = _parallel(args, doc, len(tasks))
@@ -253,9 +259,21 @@ def cmd_leaderboard(args, doc, argv=None):
         per_user_metrics=_listify(_pick(args.per_user_metrics, ldoc, "per_user_metrics")),
         title=_pick(args.title, ldoc, "title"), focus=_pick(args.focus, ldoc, "focus"),
         datasets=_listify(_pick(args.datasets, ldoc, "datasets")), command=command,
-        figures=not args.no_figures and ldoc.get("figures", True))
+        figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc))
     _say(f"wrote {paths['md']}, {paths['csv'].name}, {paths['json'].name} and {len(paths['figures'])} figures")
     return 0
+
+
+def _note(args, ldoc):
+    """Free text for the top of the Markdown: ``--note-file`` or the yaml's ``leaderboard.note``."""
+    path = getattr(args, "note_file", None) or ldoc.get("note_file")
+    if path:
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                return f.read()
+        except OSError as exc:
+            raise InputError(f"--note-file {path}: cannot be read ({exc.strerror}); expected a Markdown file") from None
+    return ldoc.get("note")
 
 
 def cmd_status(args, doc):
@@ -304,7 +322,7 @@ def main(argv=None):
                 elif step == "run":
                     rc = cmd_run(sub_args, doc) or rc
                 else:
-                    rc = cmd_leaderboard(sub_args, doc, sub_argv) or rc
+                    rc = cmd_leaderboard(sub_args, doc, argv) or rc
                 if rc and step != "leaderboard":
                     _say(f"step {step} had failures; stopping")
                     return rc

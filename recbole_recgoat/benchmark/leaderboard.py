@@ -133,6 +133,7 @@ def summarize_row(name, recs, metrics):
         "valid_metric": first.get("valid_metric"),
         "cost": cost,
         "overrides": (first.get("cell") or {}).get("config_dict") or {},
+        "variant_overrides": (first.get("cell") or {}).get("variant_overrides") or {},
         "cell_overrides": (first.get("cell") or {}).get("overrides") or {},
         "tuning": first.get("tuning"),
         "config": configs[0],
@@ -292,7 +293,8 @@ def protocol_of(records):
 
 
 # -- output ---------------------------------------------------------------------------------------
-def write(board, out_dir, name="leaderboard", columns=None, title=None, focus=None, command=None, figures=True):
+def write(board, out_dir, name="leaderboard", columns=None, title=None, focus=None, command=None, figures=True,
+          note=None):
     """Write ``<name>.md``, ``<name>.csv``, ``<name>.json`` and ``<name>_figures/*.png`` in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -304,7 +306,7 @@ def write(board, out_dir, name="leaderboard", columns=None, title=None, focus=No
         board["figures"] = {}
     (out_dir / f"{name}.json").write_text(json.dumps(board, indent=1, default=_json_default) + "\n", encoding="utf-8")
     write_csv(board, out_dir / f"{name}.csv")
-    md = render_markdown(board, columns=columns, title=title, focus=focus, command=command)
+    md = render_markdown(board, columns=columns, title=title, focus=focus, command=command, note=note)
     (out_dir / f"{name}.md").write_text(md, encoding="utf-8")
     return {"md": out_dir / f"{name}.md", "csv": out_dir / f"{name}.csv", "json": out_dir / f"{name}.json",
             "figures": [out_dir / p for p in board["figures"].values()]}
@@ -400,6 +402,9 @@ def make_figures(board, fig_dir, columns=None):
                                markersize=3)[0]
                 ax.fill_between(epochs, np.array(mean) - np.array(std), np.array(mean) + np.array(std),
                                 color=line.get_color(), alpha=0.15)
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(f"valid {pretty(ds['valid_metric'])}")
             ax.set_title(f"{dname}: {table['title']}: validation curves (mean ± std over seeds)", fontsize=9)
@@ -440,8 +445,10 @@ def _cell(r, m, best, bold=True):
     return f"**{text}**" if bold and best.get(m) == r["name"] else text
 
 
-def render_markdown(board, columns=None, title=None, focus=None, command=None):
+def render_markdown(board, columns=None, title=None, focus=None, command=None, note=None):
     lines = [f"# {title or 'Leaderboard'}", ""]
+    if note:
+        lines += [note.strip(), ""]
     lines.append(f"Generated from the results store `{os.path.basename(board['store'])}` ({board['records']} records) "
                  "by `python -m recbole_recgoat.benchmark leaderboard`; every number below is recomputed from the "
                  "store's records alone (no training). Test-split values, mean ± sample std (ddof=1) over seeds; "
@@ -454,6 +461,7 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None):
     for dname, ds in board["datasets"].items():
         cols = [c for c in (columns or DEFAULT_COLUMNS) if c in ds["metrics"]] or ds["metrics"][:4]
         head = ds["headline"]
+        shown_configs = set()
         lines += ["", f"## {dname}", ""]
         lines += summary_lines(ds, focus)
         lines += ["", "### Dataset", ""]
@@ -515,18 +523,31 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None):
             if curve:
                 lines += ["", f"![{table['title']}: validation curves]({curve})"]
             lines += ["", "#### Settings", "",
-                      "| Model | overrides (variant / tuned) | tuning (algo, trials / budget, grid) | seeds |",
-                      "|---|---|---|---|"]
+                      "| Model | tuned parameters | variant overrides | tuning (algo, trials / budget, grid size) | seeds |",
+                      "|---|---|---|---|---|"]
             for r in rows:
                 tun = r.get("tuning")
-                tun_txt = (f"{tun.get('algo')}, {tun.get('evaluated')} / {tun.get('max_evals')}, grid {tun.get('space_size')}"
-                           if tun else "not tuned (defaults)")
-                ov = ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items()) or "-"
-                lines.append(f"| {r['name']} | {ov} | {tun_txt} | {', '.join(map(str, r['seeds']))} |")
+                if not tun:
+                    tun_txt = "not tuned (defaults)"
+                elif not tun.get("space_size"):
+                    tun_txt = "no grid (defaults)"
+                else:
+                    tun_txt = f"{tun.get('algo')}, {tun.get('evaluated')} / {tun.get('max_evals')}, {tun.get('space_size')}"
+                tuned = ", ".join(f"`{k}={v}`" for k, v in ((tun or {}).get("params") or {}).items()) or "-"
+                variant = ", ".join(f"`{k}={v}`" for k, v in (r.get("variant_overrides") or {}).items()) or "-"
+                lines.append(f"| {r['name']} | {tuned} | {variant} | {tun_txt} | {', '.join(map(str, r['seeds']))} |")
             common = {k: v for k, v in (rows[0]["cell_overrides"] or {}).items()}
             if common:
                 lines += ["", "Benchmark overrides (every cell): " + ", ".join(f"`{k}={v}`" for k, v in common.items())]
+            tune_over = {}
             for r in rows:
+                tune_over.update(((r.get("tuning") or {}).get("overrides")) or {})
+            if tune_over:
+                lines += ["", "Overrides of the tuning trials: " + ", ".join(f"`{k}={v}`" for k, v in tune_over.items())]
+            for r in rows:
+                if r["name"] in shown_configs:
+                    continue
+                shown_configs.add(r["name"])
                 cfg = dict(r["config"])
                 cfg["seeds"] = r["seeds"]
                 text = yaml.safe_dump(_plain(cfg), sort_keys=True, default_flow_style=None, width=100)
@@ -588,8 +609,9 @@ def summary_lines(ds, focus=None):
 
 
 def build(store, out_dir, name="leaderboard", tables=None, headline=None, columns=None, per_user_metrics=None,
-          title=None, focus=None, datasets=None, command=None, figures=True):
+          title=None, focus=None, datasets=None, command=None, figures=True, note=None):
     """Compute the leaderboard from ``store`` and write it to ``out_dir``; returns the written paths."""
     board = compute(store, tables=tables, headline=headline, per_user_metrics=per_user_metrics, datasets=datasets)
     attach_curves(board, store)
-    return write(board, out_dir, name=name, columns=columns, title=title, focus=focus, command=command, figures=figures)
+    return write(board, out_dir, name=name, columns=columns, title=title, focus=focus, command=command, figures=figures,
+                 note=note)

@@ -154,6 +154,7 @@ class Cell:
     config_dict: dict  # tuned parameters < variant overrides
     overrides: dict  # the benchmark's overrides, cmd_args level
     tuning: dict = None  # where the tuned parameters came from, or None
+    variant_overrides: dict = None  # the variant's own overrides (also inside config_dict)
     key: str = ""
     setting: str = ""  # the key without the seed: cells of one leaderboard row share it
 
@@ -195,7 +196,8 @@ class Cell:
         return {
             "entry": self.entry, "model": self.model, "dataset": self.dataset, "seed": self.seed,
             "config_files": list(self.config_files), "config_dict": dict(self.config_dict),
-            "overrides": dict(self.overrides), "tuning": self.tuning, "key": self.key,
+            "overrides": dict(self.overrides), "tuning": self.tuning,
+            "variant_overrides": dict(self.variant_overrides or {}), "key": self.key,
             "setting": self.setting,
         }
 
@@ -226,6 +228,35 @@ def build_entries(models, variants=None):
     return entries
 
 
+def known_config_keys(model, dataset=DEFAULT_DATASET):
+    """Every key of ``model``'s final config (RecBole's and the plugin's defaults) on ``dataset``."""
+    from recbole_recgoat.config import Config
+
+    return set(Config(model, dataset).final_config_dict)
+
+
+def check_keys(entries, dataset=DEFAULT_DATASET, search_spaces=None):
+    """Refuse variant overrides and search-space parameters that are no config key of their model.
+
+    RecBole accepts any key silently, so a misspelt ablation switch would give a "variant"
+    identical to its model; a key must exist in the model's yaml defaults to be varied.
+    """
+    cache = {}
+    problems = []
+    items = [(e.model, f"variants: {e.name}", k) for e in entries for k in e.overrides]
+    items += [(m, f"search_space of {m}", k) for m, space in (search_spaces or {}).items() for k in space]
+    for model, where, key in items:
+        if model not in cache:
+            cache[model] = known_config_keys(model, dataset)
+        if key not in cache[model]:
+            problems.append(f"{where}: {key}")
+    if problems:
+        raise InputError(
+            f"{'; '.join(problems)}: not a config key of the model (absent from its yaml defaults), so it would "
+            "change nothing; expected a key of properties/model/<Model>.yaml or RecBole's config"
+        )
+
+
 def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tuned=None):
     """Every cell, in order entry-major then dataset then seed.
 
@@ -243,5 +274,6 @@ def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tun
             config_dict = {**params, **entry.overrides}
             for seed in seeds:
                 cells.append(Cell(entry.name, entry.model, dataset, int(seed), files, config_dict,
-                                  dict(overrides or {}), tuning=info).finalize())
+                                  dict(overrides or {}), tuning=info,
+                                  variant_overrides=dict(entry.overrides)).finalize())
     return cells

@@ -26,7 +26,9 @@ appended to ``<store>/tuning/<model>-<dataset>-<tune_key>.jsonl`` as they finish
 tuning resumes without re-training the trials it had finished.
 """
 
+import contextlib
 import os
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -196,12 +198,14 @@ def run_search(task, store):
         names = list(task.space)
         hp_space = {n: hp.choice(n, list(range(len(task.space[n])))) for n in names}
 
+        console = sys.stdout
+
         def objective(config_dict, _fixed_config_file_list=None):
             values = {n: task.space[n][int(config_dict[n])] for n in names}
             trial = _trial_objective(task, store, trials, values)
             evaluated.append(trial)
             print(f"[tune {task.model}/{task.dataset}] trial {len(evaluated)}/{budget}: {values} -> "
-                  f"valid {trial['valid_metric']} {trial['best_valid_score']:.4f}", flush=True)
+                  f"valid {trial['valid_metric']} {trial['best_valid_score']:.4f}", file=console, flush=True)
             return {"model": task.model, "best_valid_score": trial["best_valid_score"],
                     "valid_score_bigger": trial["valid_score_bigger"],
                     "best_valid_result": trial["best_valid_result"], "test_result": None}
@@ -217,8 +221,11 @@ def run_search(task, store):
         tuner = HyperTuning(objective, space=hp_space, algo=algo, max_evals=budget, early_stop=budget + 1)
         old_seed = os.environ.get("HYPEROPT_FMIN_SEED")
         os.environ["HYPEROPT_FMIN_SEED"] = str(task.seed)
-        try:
-            tuner.run()
+        log_path = store.root / "tuning" / f"{task.model}-{task.dataset}-{task.key}.hypertuning.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # HyperTuning prints every trial's parameters (as indices) and results: to a log file
+            with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+                tuner.run()
         finally:
             if old_seed is None:
                 os.environ.pop("HYPEROPT_FMIN_SEED", None)
@@ -330,6 +337,7 @@ def load_tuned(store, model, dataset):
         "evaluated": (doc.get("budget") or {}).get("evaluated"),
         "space_size": (doc.get("budget") or {}).get("space_size"),
         "best_valid_score": (doc.get("selection") or {}).get("best_valid_score"),
+        "overrides": doc.get("overrides") or {},
     }
     return dict(doc.get("params") or {}), info
 
