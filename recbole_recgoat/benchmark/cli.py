@@ -1,0 +1,339 @@
+"""``python -m recbole_recgoat.benchmark``: run, tune, leaderboard, status (and a yaml form).
+
+    python -m recbole_recgoat.benchmark run --models BPR LightGCN --datasets lastfm-2k --seeds 5 --store bench
+    python -m recbole_recgoat.benchmark tune --models BPR LightGCN --algo bayes --max-evals 20 --store bench
+    python -m recbole_recgoat.benchmark run ... --use-tuned
+    python -m recbole_recgoat.benchmark leaderboard --store bench --out docs/leaderboard_demo
+    python -m recbole_recgoat.benchmark --config bench.yaml        # tune (if configured), run, leaderboard
+
+Every option of a subcommand can also come from ``--config bench.yaml`` (see docs/benchmark.md);
+options given on the command line win over the yaml.
+"""
+
+import argparse
+import shlex
+import sys
+import time
+
+from recbole_recgoat.errors import InputError
+
+STEPS = ("tune", "run", "leaderboard")
+
+
+def _common(p):
+    p.add_argument("--config", default=None, help="benchmark yaml (models, datasets, seeds, variants, tune, leaderboard)")
+    p.add_argument("--store", default=None, help="results store folder (default: benchmark_store)")
+
+
+def _grid(p):
+    p.add_argument("--models", nargs="+", default=None, help="model names (plugin or RecBole)")
+    p.add_argument("--datasets", nargs="+", default=None, help="dataset names (default lastfm-2k)")
+    p.add_argument("--config_files", nargs="+", default=None, help="yaml files for every cell (run_recbole's --config_files)")
+    p.add_argument("--set", dest="set_", action="append", default=None, metavar="KEY=VALUE",
+                   help="override for every cell (run_recbole's --KEY=VALUE); repeatable")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: cores // threads)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: cores // jobs)")
+    p.add_argument("--backend", choices=["local", "ray"], default=None, help="local processes (default) or Ray tasks")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m recbole_recgoat.benchmark",
+                                     description="Benchmarks: models x datasets x seeds under one protocol.")
+    _common(parser)
+    parser.add_argument("--steps", default=None, help="with --config and no subcommand: comma list of tune,run,leaderboard")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="train and test every cell; finished cells are skipped")
+    _common(run)
+    _grid(run)
+    run.add_argument("--seeds", type=int, default=None, help="number of seeds: base seed + 0..N-1 (default 1)")
+    run.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds (instead of --seeds)")
+    run.add_argument("--base-seed", type=int, default=None, help="first seed of --seeds (default 999, the protocol's)")
+    run.add_argument("--variants", default=None, help="yaml of named variants {name: {model: M, key: value}}")
+    run.add_argument("--use-tuned", action="store_true", default=None, help="use <store>/tuned/<model>-<dataset>.yaml")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and what is finished; run nothing")
+
+    tune = sub.add_parser("tune", help="hyper-parameter search per model and dataset (validation only)")
+    _common(tune)
+    _grid(tune)
+    tune.add_argument("--algo", choices=["exhaustive", "random", "bayes"], default=None, help="search algorithm (default exhaustive)")
+    tune.add_argument("--max-evals", type=int, default=None, help="trials per model and dataset, the same for all (default 10)")
+    tune.add_argument("--tune-seed", type=int, default=None, help="seed of the search and of its trials (default 999)")
+    tune.add_argument("--variants", default=None, help=argparse.SUPPRESS)
+    tune.add_argument("--force", action="store_true", help="re-tune even if tuned parameters with other settings exist")
+
+    lb = sub.add_parser("leaderboard", help="tables and figures from the store alone")
+    _common(lb)
+    lb.add_argument("--out", default=None, help="output folder (default <store>/leaderboard)")
+    lb.add_argument("--name", default=None, help="file stem: <name>.md/.csv/.json, <name>_figures/ (default leaderboard)")
+    lb.add_argument("--title", default=None)
+    lb.add_argument("--headline", default=None, help="metric that ranks rows and is tested (default: the valid metric, e.g. recall@20)")
+    lb.add_argument("--columns", nargs="+", default=None, help="metrics shown in Markdown (default Recall/NDCG @10,@20)")
+    lb.add_argument("--per-user-metrics", nargs="+", default=None, help="metrics of the per-user test (default headline + NDCG)")
+    lb.add_argument("--focus", default=None, help="row to summarise (rank, gap to the best), e.g. RecGOAT")
+    lb.add_argument("--datasets", nargs="+", default=None)
+    lb.add_argument("--no-figures", action="store_true")
+    lb.add_argument("--note-file", default=None, help="Markdown text placed under the title (the author's note)")
+
+    status = sub.add_parser("status", help="what the store holds")
+    _common(status)
+    return parser
+
+
+# -- configuration merging --------------------------------------------------------------------------
+def load_bench_yaml(path):
+    from recbole_recgoat.benchmark.spec import load_yaml
+
+    if path is None:
+        return {}
+    doc = load_yaml(path)
+    if not isinstance(doc, dict):
+        raise InputError(f"--config {path}: expected a yaml mapping (models:, datasets:, seeds:, ...)")
+    known = {"store", "models", "datasets", "seeds", "base_seed", "config_files", "overrides", "variants", "jobs",
+             "threads", "backend", "ray_address", "use_tuned", "search_space", "tune", "leaderboard"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise InputError(f"--config {path}: unknown keys {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+    return doc
+
+
+def _pick(cli_value, yaml_doc, key, default=None):
+    if cli_value is not None:
+        return cli_value
+    value = yaml_doc.get(key)
+    return default if value is None else value
+
+
+def _listify(x):
+    if x is None:
+        return None
+    return [x] if isinstance(x, str) else list(x)
+
+
+def _variants(args, doc):
+    from recbole_recgoat.benchmark.spec import load_yaml
+
+    variants = dict(doc.get("variants") or {})
+    path = getattr(args, "variants", None)
+    if path:
+        content = load_yaml(path)
+        content = content.get("variants", content) if isinstance(content, dict) else content
+        if not isinstance(content, dict):
+            raise InputError(f"--variants {path}: expected a mapping name: {{model: M, key: value}}")
+        variants.update(content)
+    return variants
+
+
+def _overrides(args, doc):
+    from recbole_recgoat.benchmark.spec import parse_set
+
+    out = dict(doc.get("overrides") or {})
+    out.update(parse_set(getattr(args, "set_", None)))
+    return out
+
+
+def _store(args, doc):
+    from recbole_recgoat.benchmark.store import Store
+
+    return Store(_pick(args.store, doc, "store", "benchmark_store"))
+
+
+def _parallel(args, doc, n_tasks):
+    from recbole_recgoat.benchmark.runner import plan_parallelism
+
+    return plan_parallelism(n_tasks, _pick(args.jobs, doc, "jobs"), _pick(args.threads, doc, "threads"))
+
+
+def _say(msg):
+    print(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_run(args, doc):
+    from recbole_recgoat.benchmark import runner
+    from recbole_recgoat.benchmark.spec import (BASE_SEED, DEFAULT_DATASET, build_cells, build_entries, check_keys,
+                                                parse_seeds)
+    from recbole_recgoat.benchmark.tuning import tuned_for
+
+    store = _store(args, doc)
+    entries = build_entries(_listify(_pick(args.models, doc, "models")), _variants(args, doc))
+    datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
+    check_keys(entries, datasets[0])
+    seeds = args.seed_list if args.seed_list else _pick(args.seeds, doc, "seeds", 1)
+    seeds = parse_seeds(seeds, _pick(args.base_seed, doc, "base_seed", BASE_SEED))
+    use_tuned = _pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune")))
+    tuned = tuned_for(store, entries, datasets) if use_tuned else None
+    cells = build_cells(entries, datasets, seeds, _listify(_pick(args.config_files, doc, "config_files")),
+                        _overrides(args, doc), tuned)
+    finished = store.finished_keys()
+    todo = [c for c in cells if c.key not in finished]
+    jobs, threads = _parallel(args, doc, len(todo))
+    _say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets x {len(seeds)} seeds): "
+         f"{len(cells) - len(todo)} finished, {len(todo)} to run; store {store.root}; "
+         f"backend {_pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
+    if args.dry_run:
+        for c in cells:
+            print(("done  " if c.key in finished else "todo  ") + c.describe())
+        return 0
+    if not todo:
+        return 0
+    ok, failed = runner.execute(todo, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
+                                ray_address=_pick(args.ray_address, doc, "ray_address"))
+    _say(f"{ok} cells finished, {failed} failed" + (f" (see {store.root / 'failures.jsonl'})" if failed else ""))
+    return 1 if failed else 0
+
+
+def tune_tasks(args, doc):
+    from recbole_recgoat.benchmark.spec import DEFAULT_DATASET, build_entries
+    from recbole_recgoat.benchmark.tuning import TuneTask, model_search_space, validate_space
+
+    tdoc = dict(doc.get("tune") or {})
+    models = _listify(_pick(args.models, tdoc, "models")) or _listify(doc.get("models")) or []
+    entries = build_entries(models, _variants(args, doc) if not args.models else {})
+    datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
+    overrides = dict(doc.get("overrides") or {})
+    overrides.update(tdoc.get("overrides") or {})
+    overrides.update(_overrides(args, {}))
+    spaces = doc.get("search_space") or {}
+    tasks = []
+    for model in dict.fromkeys(e.model for e in entries):
+        space = validate_space(spaces[model], f"--config search_space.{model}") if model in spaces else model_search_space(model)
+        for ds in datasets:
+            tasks.append(TuneTask(model, ds, space, algo=_pick(args.algo, tdoc, "algo", "exhaustive"),
+                                  max_evals=_pick(args.max_evals, tdoc, "max_evals", 10),
+                                  seed=_pick(args.tune_seed, tdoc, "seed", 999),
+                                  config_files=_listify(_pick(args.config_files, doc, "config_files")),
+                                  overrides=overrides, force=bool(args.force)))
+    return tasks
+
+
+def cmd_tune(args, doc):
+    from recbole_recgoat.benchmark import runner
+    from recbole_recgoat.benchmark.tuning import check_existing, tune_job
+
+    store = _store(args, doc)
+    tasks = tune_tasks(args, doc)
+    from recbole_recgoat.benchmark.spec import check_keys
+
+    check_keys([], tasks[0].dataset if tasks else None, {t.model: t.space for t in tasks})
+    for t in tasks:
+        check_existing(t, store)  # refuse before anything runs
+    jobs, threads = _parallel(args, doc, len(tasks))
+    _say(f"tuning {len(tasks)} model x dataset pairs; store {store.root}; jobs {jobs} x threads {threads}")
+    for t in tasks:
+        if not t.space:
+            _say(f"note: {t.model} has no search_space (properties/model/{t.model}.yaml): its defaults are recorded")
+    results = {}
+
+    def on_result(task, out):
+        results[task.key] = out
+        if out.get("error"):
+            _say(f"FAILED {task.describe()}:\n{out['error'].rstrip()}")
+            return False
+        return True
+
+    ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
+                                ray_address=_pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result)
+    for t in tasks:
+        tuned = (results.get(t.key) or {}).get("tuned")
+        if tuned:
+            sel = tuned.get("selection") or {}
+            score = sel.get("best_valid_score")
+            _say(f"{t.model} on {t.dataset}: {tuned.get('params')} (valid {sel.get('valid_metric')} "
+                 f"{'n/a' if score is None else f'{score:.4f}'}, {tuned['budget']['evaluated']} trials)")
+    return 1 if failed else 0
+
+
+def cmd_leaderboard(args, doc, argv=None):
+    from recbole_recgoat.benchmark import leaderboard
+
+    store = _store(args, doc)
+    ldoc = dict(doc.get("leaderboard") or {})
+    out = _pick(args.out, ldoc, "out", str(store.root / "leaderboard"))
+    name = _pick(args.name, ldoc, "name", "leaderboard")
+    command = "python -m recbole_recgoat.benchmark " + " ".join(shlex.quote(a) for a in (argv or []))
+    paths = leaderboard.build(
+        store, out, name=name, tables=ldoc.get("tables"), headline=_pick(args.headline, ldoc, "headline"),
+        columns=_listify(_pick(args.columns, ldoc, "columns")),
+        per_user_metrics=_listify(_pick(args.per_user_metrics, ldoc, "per_user_metrics")),
+        title=_pick(args.title, ldoc, "title"), focus=_pick(args.focus, ldoc, "focus"),
+        datasets=_listify(_pick(args.datasets, ldoc, "datasets")), command=command,
+        figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc))
+    _say(f"wrote {paths['md']}, {paths['csv'].name}, {paths['json'].name} and {len(paths['figures'])} figures")
+    return 0
+
+
+def _note(args, ldoc):
+    """Free text for the top of the Markdown: ``--note-file`` or the yaml's ``leaderboard.note``."""
+    path = getattr(args, "note_file", None) or ldoc.get("note_file")
+    if path:
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                return f.read()
+        except OSError as exc:
+            raise InputError(f"--note-file {path}: cannot be read ({exc.strerror}); expected a Markdown file") from None
+    return ldoc.get("note")
+
+
+def cmd_status(args, doc):
+    store = _store(args, doc)
+    records, stats = store.records(with_stats=True)
+    starts = [e for e in store.run_events() if e[0] in ("start", "submit")]
+    print(f"store {store.root}: {len(records)} records, {stats['torn']} torn lines, {stats['duplicates']} duplicates, "
+          f"{len(starts)} cell attempts")
+    by = {}
+    for r in records:
+        by.setdefault((r["dataset"], r["variant"]), []).append(r["seed"])
+    for (ds, v), seeds in sorted(by.items()):
+        print(f"  {ds:<14} {v:<24} seeds {sorted(seeds)}")
+    tuned = sorted(p.name for p in (store.root / "tuned").glob("*.yaml")) if (store.root / "tuned").is_dir() else []
+    if tuned:
+        print("  tuned: " + ", ".join(tuned))
+    return 0
+
+
+def _args_for(step, doc_path, store, parser):
+    argv = [step, "--config", doc_path] + (["--store", store] if store else [])
+    return parser.parse_args(argv), argv
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        doc = load_bench_yaml(args.config)
+        if args.command is None:
+            if not args.config:
+                parser.print_help()
+                return 2
+            steps = [s.strip() for s in (args.steps or ",".join(STEPS)).split(",") if s.strip()]
+            bad = [s for s in steps if s not in STEPS]
+            if bad:
+                raise InputError(f"--steps {args.steps}: unknown {', '.join(bad)}; expected some of {', '.join(STEPS)}")
+            rc = 0
+            for step in steps:
+                if step == "tune" and not doc.get("tune"):
+                    continue
+                sub_args, sub_argv = _args_for(step, args.config, args.store, parser)
+                if step == "tune":
+                    rc = cmd_tune(sub_args, doc) or rc
+                elif step == "run":
+                    rc = cmd_run(sub_args, doc) or rc
+                else:
+                    rc = cmd_leaderboard(sub_args, doc, argv) or rc
+                if rc and step != "leaderboard":
+                    _say(f"step {step} had failures; stopping")
+                    return rc
+            return rc
+        if args.command == "run":
+            return cmd_run(args, doc)
+        if args.command == "tune":
+            return cmd_tune(args, doc)
+        if args.command == "leaderboard":
+            return cmd_leaderboard(args, doc, argv)
+        return cmd_status(args, doc)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,169 @@
+"""Backends that run cells and append each finished one to the store.
+
+``local`` (default): the cells left to run go to a ``ProcessPoolExecutor`` with the ``spawn``
+context (``jobs`` processes, ``threads`` torch threads each, ``jobs x threads <= cores``); with
+``jobs == 1`` they run one after another in this process.  Only this (parent) process writes
+records, each as soon as its cell returns, so a killed benchmark loses at most the cells in
+flight; the workers die with the parent (``PR_SET_PDEATHSIG`` on Linux).
+
+``ray`` (opt-in): the same cells as Ray tasks (``num_cpus = threads``) on the cluster that
+``ray.init(address)`` joins (a local one when no address is given); results come back to this
+process, which writes them to the same store.  Ray is imported only here, only for this backend.
+"""
+
+import os
+import sys
+import time
+
+from recbole_recgoat.errors import InputError
+
+
+def usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def plan_parallelism(n_tasks, jobs=None, threads=None, cores=None):
+    """``(jobs, threads)`` with ``jobs x threads <= cores`` (jobs default: cores // threads)."""
+    cores = cores or usable_cores()
+    threads = max(1, int(threads)) if threads else None
+    if jobs is None or int(jobs) <= 0:
+        threads = threads or 1
+        jobs = max(1, cores // threads)
+    jobs = max(1, min(int(jobs), max(n_tasks, 1)))
+    if threads is None:
+        threads = max(1, cores // jobs)
+    if jobs * threads > cores:
+        print(f"note: jobs x threads = {jobs} x {threads} exceeds the {cores} usable cores", file=sys.stderr)
+    return jobs, threads
+
+
+def _say(msg):
+    print(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _store_result(store, cell, out):
+    if out.get("error"):
+        store.record_failure(cell.key, {"cell": cell.as_dict(), "error": out["error"]})
+        _say(f"FAILED {cell.describe()}:\n{out['error'].rstrip().splitlines()[-1]}")
+        return False
+    written = store.append_record(out["record"], out.get("per_user"))
+    rec = out["record"]
+    metric = (rec.get("valid_metric") or "").lower()
+    test = rec.get("test_result", {}).get(metric)
+    _say(f"done {cell.describe()}: valid {metric} {rec.get('best_valid_score'):.4f}, test {test}, "
+         f"{rec.get('wall_time_s', 0):.1f}s" + ("" if written else " (already stored by another writer)"))
+    return True
+
+
+def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, fn=None, on_result=None):
+    """Run ``tasks`` (cells) with ``fn`` (default :func:`worker.run_cell`); returns ``(ok, failed)``.
+
+    ``on_result(cell, out)`` handles each result (default: append it to the store).
+    """
+    from recbole_recgoat.benchmark import worker
+
+    fn = fn or worker.run_cell
+    on_result = on_result or (lambda cell, out: _store_result(store, cell, out))
+    if backend == "ray":
+        return _execute_ray(tasks, store, jobs, threads, ray_address, fn, on_result)
+    if backend != "local":
+        raise InputError(f"--backend {backend}: unknown; expected local or ray")
+    ok = failed = 0
+    if jobs <= 1:
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            for cell in tasks:
+                if on_result(cell, fn(cell, str(store.root), threads)):
+                    ok += 1
+                else:
+                    failed += 1
+        finally:
+            torch.set_num_threads(before)
+        return ok, failed
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("spawn")
+    gpu_queue = None
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+            gpu_queue = ctx.Manager().Queue()
+            for i in range(jobs):
+                gpu_queue.put(i % torch.cuda.device_count())
+    except Exception:  # noqa: BLE001  pragma: no cover
+        gpu_queue = None
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=worker.init_worker,
+                             initargs=(threads, os.getpid(), gpu_queue)) as pool:
+        futures = {pool.submit(fn, cell.as_dict(), str(store.root), threads): cell for cell in tasks}
+        for fut in as_completed(futures):
+            cell = futures[fut]
+            try:
+                out = fut.result()
+            except BrokenProcessPool as exc:
+                out = {"error": f"worker process died ({exc.__class__.__name__}: {exc})"}
+            except Exception as exc:  # noqa: BLE001
+                out = {"error": f"{exc.__class__.__name__}: {exc}"}
+            if on_result(cell, out):
+                ok += 1
+            else:
+                failed += 1
+    return ok, failed
+
+
+def import_ray():
+    """``ray``, or an :class:`InputError` saying in one line why it cannot be used."""
+    try:
+        import ray  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError, or numpy/setuptools breakage inside ray
+        raise InputError(
+            f"--backend ray: ray cannot be imported ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "expected pip install 'recbole-recgoat[ray]' (ray>=2.6 with numpy<2, setuptools<82), or use --backend local"
+        ) from None
+    return ray
+
+
+def _execute_ray(tasks, store, jobs, threads, address, fn, on_result):
+    ray = import_ray()
+    import recbole_recgoat
+
+    started_here = False
+    if not ray.is_initialized():
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(recbole_recgoat.__file__)))
+        env = {"PYTHONPATH": os.pathsep.join(p for p in [pkg_parent, os.environ.get("PYTHONPATH", "")] if p)}
+        kwargs = {"include_dashboard": False, "runtime_env": {"env_vars": env}, "log_to_driver": True}
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=max(1, jobs * threads), **kwargs)
+        started_here = True
+    try:
+        remote = ray.remote(num_cpus=threads, max_retries=0)(fn)
+        refs = {}
+        for cell in tasks:
+            store.log_event("submit", cell.key, entry=cell.entry, seed=cell.seed, backend="ray")
+            refs[remote.remote(cell.as_dict(), str(store.root), threads)] = cell
+        ok = failed = 0
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    out = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a task that died
+                    out = {"error": f"{exc.__class__.__name__}: {exc}"}
+                if on_result(refs[ref], out):
+                    ok += 1
+                else:
+                    failed += 1
+        return ok, failed
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,279 @@
+"""What a benchmark runs: entries (models and named variants) x datasets x seeds = cells.
+
+An *entry* is a leaderboard row: a model name, or a named variant ``{name: {model: M, key: value}}``
+(an ablation is a leaderboard of variants).  A *cell* is one entry on one dataset with one seed;
+its key is a hash of everything that decides its result:
+
+``model, dataset, seed, variant name, the variant's overrides, the tuned parameters, the
+overrides of every cell (--set / yaml overrides) and the content of the config files``.
+
+Keys that only change how a run is displayed or where it writes (``state``, ``show_progress``,
+``checkpoint_dir``, ``gpu_id``, evaluation batch sizes) are left out, so they can change between a
+killed benchmark and its rerun without re-running finished cells.
+
+Config layering of a cell is exactly ``run_recbole.py``'s: ``config_file_list`` = the config
+files, ``config_dict`` = tuned parameters < variant overrides, ``cmd_args`` = the benchmark's
+overrides (what ``--key=value`` is on ``run_recbole.py``) plus the cell's ``seed`` and its own
+``checkpoint_dir``.
+"""
+
+import ast
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from recbole_recgoat.errors import InputError
+
+BASE_SEED = 999
+DEFAULT_DATASET = "lastfm-2k"
+# Keys that never change a result (display, output location, evaluation batching).
+NON_RESULT_KEYS = frozenset({
+    "state", "show_progress", "checkpoint_dir", "gpu_id", "eval_batch_size", "eval_batch_users",
+    "log_wandb", "wandb_project", "verbose",
+})
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml SafeLoader that reads ``1e-05`` as a float (as RecBole's loader does)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:
+         [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(path):
+    """A yaml file as python objects (``1e-05`` is a float); ``{}`` for an empty file."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            content = yaml.load(f, Loader=_Loader)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; expected a yaml file") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid yaml ({exc.__class__.__name__})") from None
+    return content if content is not None else {}
+
+
+def convert_value(text):
+    """A ``--set key=value`` string to a python value (RecBole's rule, without ``eval``)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        low = text.lower()
+        if low == "true":
+            return True
+        if low == "false":
+            return False
+        if low in ("none", "null", "~"):
+            return None
+        return text
+
+
+def parse_set(pairs):
+    """``['lr=0.1', 'epochs=5']`` -> ``{'lr': 0.1, 'epochs': 5}``."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
+            raise InputError(f"--set {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip().lstrip("-")] = convert_value(value)
+    return out
+
+
+def parse_seeds(seeds, base=BASE_SEED):
+    """``5`` -> ``[999, ..., 1003]``; a list -> itself (ints)."""
+    if seeds is None:
+        seeds = 1
+    if isinstance(seeds, (list, tuple)):
+        out = [int(s) for s in seeds]
+    else:
+        n = int(seeds)
+        if n < 1:
+            raise InputError(f"--seeds {seeds}: expected a positive count")
+        out = [base + i for i in range(n)]
+    if len(set(out)) != len(out):
+        raise InputError(f"seeds {out}: repeated seed")
+    return out
+
+
+def canonical_model(name):
+    """The model's class name as the registry spells it (``lightgcn`` -> ``LightGCN``)."""
+    from recbole_recgoat.utils.registry import get_model
+
+    return get_model(name).__name__
+
+
+def file_digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def short_hash(obj, n=16):
+    from recbole_recgoat.benchmark.store import canonical_json
+
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:n]
+
+
+@dataclass
+class Entry:
+    """A leaderboard row: ``name`` (model or variant name), ``model``, its ``overrides``."""
+
+    name: str
+    model: str
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def is_variant(self):
+        return self.name != self.model or bool(self.overrides)
+
+
+@dataclass
+class Cell:
+    """One training run of the benchmark (an entry on a dataset with a seed)."""
+
+    entry: str
+    model: str
+    dataset: str
+    seed: int
+    config_files: list
+    config_dict: dict  # tuned parameters < variant overrides
+    overrides: dict  # the benchmark's overrides, cmd_args level
+    tuning: dict = None  # where the tuned parameters came from, or None
+    variant_overrides: dict = None  # the variant's own overrides (also inside config_dict)
+    key: str = ""
+    setting: str = ""  # the key without the seed: cells of one leaderboard row share it
+
+    def identity(self, with_seed=True):
+        ident = {
+            "model": self.model,
+            "dataset": self.dataset,
+            "variant": self.entry,
+            "config_dict": {k: v for k, v in self.config_dict.items() if k not in NON_RESULT_KEYS},
+            "overrides": {k: v for k, v in self.overrides.items() if k not in NON_RESULT_KEYS},
+            "config_files": [file_digest(p) for p in self.config_files],
+        }
+        if with_seed:
+            ident["seed"] = self.seed
+        return ident
+
+    def finalize(self):
+        self.key = short_hash(self.identity(True))
+        self.setting = short_hash(self.identity(False))
+        return self
+
+    def run_kwargs(self, checkpoint_dir):
+        """Arguments of :func:`recbole_recgoat.quick_start.run` for this cell."""
+        cmd_args = dict(self.overrides)
+        cmd_args["seed"] = self.seed
+        cmd_args["checkpoint_dir"] = str(checkpoint_dir)
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "config_file_list": list(self.config_files) or None,
+            "config_dict": dict(self.config_dict),
+            "cmd_args": cmd_args,
+        }
+
+    def describe(self):
+        return f"{self.entry} on {self.dataset} seed {self.seed} [{self.key}]"
+
+    def as_dict(self):
+        return {
+            "entry": self.entry, "model": self.model, "dataset": self.dataset, "seed": self.seed,
+            "config_files": list(self.config_files), "config_dict": dict(self.config_dict),
+            "overrides": dict(self.overrides), "tuning": self.tuning,
+            "variant_overrides": dict(self.variant_overrides or {}), "key": self.key,
+            "setting": self.setting,
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)
+
+
+def build_entries(models, variants=None):
+    """Entries for ``models`` (plain) followed by ``variants`` ({name: {model: M, ...}})."""
+    entries, names = [], set()
+    for m in models or []:
+        name = canonical_model(m)
+        if name in names:
+            continue
+        names.add(name)
+        entries.append(Entry(name, name, {}))
+    for vname, spec in (variants or {}).items():
+        if not isinstance(spec, dict) or "model" not in spec:
+            raise InputError(f"variants: {vname}: expected a mapping with a 'model' key and overrides")
+        if vname in names:
+            raise InputError(f"variants: {vname}: name already used by a model or another variant")
+        names.add(vname)
+        overrides = {k: v for k, v in spec.items() if k != "model"}
+        entries.append(Entry(str(vname), canonical_model(spec["model"]), overrides))
+    if not entries:
+        raise InputError("models: none given; pass --models M1 M2 ... or a yaml with models:")
+    return entries
+
+
+def known_config_keys(model, dataset=DEFAULT_DATASET):
+    """Every key of ``model``'s final config (RecBole's and the plugin's defaults) on ``dataset``."""
+    from recbole_recgoat.config import Config
+
+    return set(Config(model, dataset).final_config_dict)
+
+
+def check_keys(entries, dataset=DEFAULT_DATASET, search_spaces=None):
+    """Refuse variant overrides and search-space parameters that are no config key of their model.
+
+    RecBole accepts any key silently, so a misspelt ablation switch would give a "variant"
+    identical to its model; a key must exist in the model's yaml defaults to be varied.
+    """
+    cache = {}
+    problems = []
+    items = [(e.model, f"variants: {e.name}", k) for e in entries for k in e.overrides]
+    items += [(m, f"search_space of {m}", k) for m, space in (search_spaces or {}).items() for k in space]
+    for model, where, key in items:
+        if model not in cache:
+            cache[model] = known_config_keys(model, dataset)
+        if key not in cache[model]:
+            problems.append(f"{where}: {key}")
+    if problems:
+        raise InputError(
+            f"{'; '.join(problems)}: not a config key of the model (absent from its yaml defaults), so it would "
+            "change nothing; expected a key of properties/model/<Model>.yaml or RecBole's config"
+        )
+
+
+def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tuned=None):
+    """Every cell, in order entry-major then dataset then seed.
+
+    ``tuned`` maps ``(model, dataset)`` to ``(params, info)``; tuned params sit below a variant's
+    overrides.
+    """
+    files = [os.path.abspath(p) for p in (config_files or [])]
+    for p in files:
+        if not os.path.isfile(p):
+            raise InputError(f"--config_files: {p} does not exist; expected a yaml file")
+    cells = []
+    for entry in entries:
+        for dataset in datasets or [DEFAULT_DATASET]:
+            params, info = (tuned or {}).get((entry.model, dataset), ({}, None))
+            config_dict = {**params, **entry.overrides}
+            for seed in seeds:
+                cells.append(Cell(entry.name, entry.model, dataset, int(seed), files, config_dict,
+                                  dict(overrides or {}), tuning=info,
+                                  variant_overrides=dict(entry.overrides)).finalize())
+    return cells

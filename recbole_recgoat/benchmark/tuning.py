@@ -1,0 +1,360 @@
+"""Hyper-parameter search per model and dataset through RecBole's ``HyperTuning``.
+
+The grid of a model is the ``search_space:`` mapping (``param: [values...]``) of
+``properties/model/<Model>.yaml`` (a yaml of the benchmark may replace it per model).  Every model
+gets the same budget (``--max-evals``) and the same algorithm:
+
+* ``exhaustive``: distinct grid points in a seeded random order, ``min(max_evals, grid size)`` of
+  them: the whole grid when the budget covers it.  (RecBole 1.2.1's own ``exhaustive_search``
+  cannot run on hyperopt >= 0.2.7: it hands a ``RandomState`` to hyperopt, which calls
+  ``rng.integers``; :func:`grid_algo` is a hyperopt algorithm that does the same job.)
+* ``random``: ``max_evals`` draws from the grid (hyperopt ``rand``; a repeated point reuses its
+  result and still counts against the budget);
+* ``bayes``: ``max_evals`` trials of TPE (hyperopt ``tpe``, ``n_startup_jobs`` = a third of the
+  budget, at least 3 and at most 20, so TPE has trials left to act on small budgets).
+
+RecBole's ``HyperTuning`` stops after 10 trials without progress; here that is switched off (it
+would give models unequal budgets).  The search is seeded (``HYPEROPT_FMIN_SEED`` = the tuning
+seed), and each trial trains with that seed.
+
+Selection reads the VALIDATION split only.  A trial is the code path of ``quick_start.run`` up to
+and including ``trainer.fit`` on the training and validation loaders (early stopping on the
+validation metric); the test loader that ``prepare`` builds is dropped unread and nothing is
+evaluated on it.  The chosen parameters, the budget and every trial (validation results only)
+go to ``<store>/tuned/<model>-<dataset>.yaml``; ``run --use-tuned`` reads them.  Trials are also
+appended to ``<store>/tuning/<model>-<dataset>-<tune_key>.jsonl`` as they finish, so a killed
+tuning resumes without re-training the trials it had finished.
+"""
+
+import contextlib
+import os
+import sys
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+from recbole_recgoat.benchmark.spec import file_digest, load_yaml, short_hash
+from recbole_recgoat.benchmark.store import append_line, atomic_write_bytes, read_lines
+from recbole_recgoat.errors import InputError
+
+ALGOS = ("exhaustive", "random", "bayes")
+
+
+def model_search_space(model):
+    """The ``search_space`` of ``properties/model/<model>.yaml`` (``{}`` if it has none)."""
+    from recbole_recgoat.paths import properties_dir
+
+    path = properties_dir() / "model" / f"{model}.yaml"
+    if not path.is_file():
+        return {}
+    return validate_space(load_yaml(path).get("search_space") or {}, str(path))
+
+
+def validate_space(space, where="search_space"):
+    if not isinstance(space, dict):
+        raise InputError(f"{where}: search_space must be a mapping param: [values...]")
+    out = {}
+    for name, values in space.items():
+        if not isinstance(values, list) or not values:
+            raise InputError(f"{where}: search_space.{name}: expected a non-empty list of values")
+        out[str(name)] = list(values)
+    return out
+
+
+def space_size(space):
+    n = 1
+    for values in space.values():
+        n *= len(values)
+    return n if space else 0
+
+
+class TuneTask:
+    """One (model, dataset) search; picklable, run by :func:`tune_job` in any backend."""
+
+    def __init__(self, model, dataset, space, algo="exhaustive", max_evals=10, seed=999,
+                 config_files=None, overrides=None, force=False):
+        if algo not in ALGOS:
+            raise InputError(f"--algo {algo}: unknown; expected one of {', '.join(ALGOS)}")
+        if int(max_evals) < 1:
+            raise InputError(f"--max-evals {max_evals}: expected a positive budget")
+        self.model, self.dataset, self.space = model, dataset, dict(space)
+        self.algo, self.max_evals, self.seed = algo, int(max_evals), int(seed)
+        self.config_files = [os.path.abspath(p) for p in (config_files or [])]
+        self.overrides = dict(overrides or {})
+        self.force = force
+        self.key = short_hash({
+            "model": model, "dataset": dataset, "space": self.space, "algo": algo,
+            "max_evals": self.max_evals, "seed": self.seed, "overrides": self.overrides,
+            "config_files": [file_digest(p) for p in self.config_files],
+        })
+        self.entry = model
+
+    def describe(self):
+        return f"tune {self.model} on {self.dataset} ({self.algo}, budget {self.max_evals}) [{self.key}]"
+
+    def as_dict(self):
+        return {k: getattr(self, k) for k in ("model", "dataset", "space", "algo", "max_evals", "seed",
+                                               "config_files", "overrides", "force")}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)
+
+
+def _trial_objective(task, store, trials, values):
+    """Train one configuration and return its VALIDATION result (the test split is never read)."""
+    from recbole_recgoat import quick_start
+
+    trial_key = short_hash({"tune_key": task.key, "params": values})
+    for t in trials:
+        if t["trial_key"] == trial_key:
+            return t
+    cmd_args = dict(task.overrides)
+    cmd_args["seed"] = task.seed
+    cmd_args["checkpoint_dir"] = str(store.root / "tuning" / "checkpoints" / task.key)
+    config, _ds, train_data, valid_data, test_data, _log = quick_start.prepare(
+        task.model, task.dataset, task.config_files or None, dict(values), cmd_args
+    )
+    del test_data  # selection on validation only: the test loader is never touched
+    model = quick_start.build_model(config, train_data)
+    trainer = quick_start.get_trainer(config.model_class)(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=False, show_progress=config["show_progress"], verbose=False
+    )
+    trial = {
+        "trial_key": trial_key,
+        "tune_key": task.key,
+        "model": task.model,
+        "dataset": task.dataset,
+        "params": values,
+        "valid_metric": str(config["valid_metric"]).lower(),
+        "valid_score_bigger": bool(config["valid_metric_bigger"]),
+        "best_valid_score": float(best_valid_score),
+        "best_valid_result": {k: float(v) for k, v in (best_valid_result or {}).items()},
+        "best_epoch": trainer.best_epoch,
+        "epochs_run": len(trainer.epoch_times),
+        "train_time_s": float(sum(trainer.epoch_times)),
+    }
+    append_line(store.trials_path(task.model, task.dataset, task.key), trial)
+    trials.append(trial)
+    return trial
+
+
+def tune_job(task, store_root, threads=None):
+    """Run one search; returns ``{'key', 'tuned', 'error'}`` (``tuned`` is what was written)."""
+    import traceback
+
+    import recbole_recgoat  # noqa: F401
+    from recbole_recgoat.benchmark.store import Store
+
+    if isinstance(task, dict):
+        task = TuneTask.from_dict(task)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    store = Store(store_root)
+    try:
+        return {"key": task.key, "tuned": run_search(task, store), "error": None}
+    except Exception:  # noqa: BLE001
+        return {"key": task.key, "tuned": None, "error": traceback.format_exc()}
+
+
+def check_existing(task, store):
+    """The tuned document of ``task`` if it exists with the same settings; None if there is none.
+
+    Raises :class:`InputError` when one exists with other settings (unless ``task.force``).
+    """
+    path = store.tuned_path(task.model, task.dataset)
+    if not path.exists() or task.force:
+        return None
+    existing = load_yaml(path)
+    if existing.get("tune_key") == task.key:
+        return existing
+    raise InputError(
+        f"{path}: tuned with other settings (tune_key {existing.get('tune_key')} != {task.key}); "
+        "expected --force to re-tune, or a separate --store"
+    )
+
+
+def run_search(task, store):
+    """The search of ``task``; writes and returns the tuned-parameters document."""
+    path = store.tuned_path(task.model, task.dataset)
+    existing = check_existing(task, store)
+    if existing is not None:
+        print(f"{task.describe()}: already tuned ({path})", flush=True)
+        return existing
+    store.root.mkdir(parents=True, exist_ok=True)
+    trials_file = store.trials_path(task.model, task.dataset, task.key)
+    trials, _ = read_lines(trials_file)
+    evaluated = []
+    if not task.space:
+        doc = _document(task, {}, None, [], note=f"no search_space for {task.model}: its defaults are used")
+    else:
+        from hyperopt import hp, rand, tpe
+        from recbole.trainer.hyper_tuning import HyperTuning
+
+        names = list(task.space)
+        hp_space = {n: hp.choice(n, list(range(len(task.space[n])))) for n in names}
+
+        console = sys.stdout
+
+        def objective(config_dict, _fixed_config_file_list=None):
+            values = {n: task.space[n][int(config_dict[n])] for n in names}
+            trial = _trial_objective(task, store, trials, values)
+            evaluated.append(trial)
+            print(f"[tune {task.model}/{task.dataset}] trial {len(evaluated)}/{budget}: {values} -> "
+                  f"valid {trial['valid_metric']} {trial['best_valid_score']:.4f}", file=console, flush=True)
+            return {"model": task.model, "best_valid_score": trial["best_valid_score"],
+                    "valid_score_bigger": trial["valid_score_bigger"],
+                    "best_valid_result": trial["best_valid_result"], "test_result": None}
+
+        if task.algo == "exhaustive":
+            budget = min(task.max_evals, space_size(task.space))
+            algo = grid_algo(task.space, task.seed)
+        elif task.algo == "random":
+            budget, algo = task.max_evals, rand.suggest
+        else:
+            budget = task.max_evals
+            algo = partial(tpe.suggest, n_startup_jobs=min(20, max(3, budget // 3)))
+        tuner = HyperTuning(objective, space=hp_space, algo=algo, max_evals=budget, early_stop=budget + 1)
+        old_seed = os.environ.get("HYPEROPT_FMIN_SEED")
+        os.environ["HYPEROPT_FMIN_SEED"] = str(task.seed)
+        log_path = store.root / "tuning" / f"{task.model}-{task.dataset}-{task.key}.hypertuning.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # HyperTuning prints every trial's parameters (as indices) and results: to a log file
+            with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+                tuner.run()
+        finally:
+            if old_seed is None:
+                os.environ.pop("HYPEROPT_FMIN_SEED", None)
+            else:
+                os.environ["HYPEROPT_FMIN_SEED"] = old_seed
+        best = select_best(evaluated)
+        doc = _document(task, best["params"], best, evaluated)
+    text = _header(task) + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
+    atomic_write_bytes(path, text.encode("utf-8"))
+    print(f"{task.describe()}: chose {doc['params']} ({path})", flush=True)
+    return doc
+
+
+def grid_order(space, seed):
+    """Every grid point (``{param: index}``) in a random order fixed by ``seed``."""
+    import itertools
+
+    import numpy as np
+
+    names = list(space)
+    points = list(itertools.product(*[range(len(space[n])) for n in names]))
+    order = np.random.default_rng(seed).permutation(len(points))
+    return [dict(zip(names, points[i])) for i in order]
+
+
+def grid_algo(space, seed):
+    """A hyperopt ``algo`` proposing the grid points of :func:`grid_order` one after another."""
+    order = grid_order(space, seed)
+
+    def algo(new_ids, domain, trials, _seed):
+        from hyperopt.base import miscs_update_idxs_vals
+
+        docs = []
+        start = len(trials.trials)
+        for i, new_id in enumerate(new_ids):
+            if start + i >= len(order):
+                break  # grid exhausted: hyperopt stops on an empty proposal
+            point = order[start + i]
+            misc = {"tid": new_id, "cmd": domain.cmd, "workdir": domain.workdir}
+            miscs_update_idxs_vals([misc], {n: [new_id] for n in point}, {n: [v] for n, v in point.items()})
+            docs.extend(trials.new_trial_docs([new_id], [None], [domain.new_result()], [misc]))
+        return docs
+
+    return algo
+
+
+def select_best(trials):
+    """The trial with the best validation score (first one on ties, in evaluation order)."""
+    if not trials:
+        raise InputError("tuning: no trial finished")
+    best = trials[0]
+    for t in trials[1:]:
+        better = t["best_valid_score"] > best["best_valid_score"] if t["valid_score_bigger"] \
+            else t["best_valid_score"] < best["best_valid_score"]
+        if better:
+            best = t
+    return best
+
+
+def _header(task):
+    return (f"# Tuned by `python -m recbole_recgoat.benchmark tune` ({task.algo}, budget {task.max_evals}, "
+            f"seed {task.seed}).\n# Selected on the VALIDATION split only; the test split was never evaluated.\n"
+            "# `run --use-tuned` uses `params`.\n")
+
+
+def _document(task, params, best, evaluated, note=None):
+    doc = {
+        "model": task.model,
+        "dataset": task.dataset,
+        "params": dict(params),
+        "selection": {
+            "split": "valid",
+            "valid_metric": best["valid_metric"] if best else None,
+            "best_valid_score": best["best_valid_score"] if best else None,
+            "best_valid_result": best["best_valid_result"] if best else None,
+        },
+        "budget": {
+            "algo": task.algo,
+            "max_evals": task.max_evals,
+            "evaluated": len(evaluated),
+            "distinct": len({t["trial_key"] for t in evaluated}),
+            "space_size": space_size(task.space),
+            "seed": task.seed,
+        },
+        "tune_key": task.key,
+        "search_space": task.space,
+        "overrides": task.overrides,
+        "config_files": task.config_files,
+        "trials": [{"params": t["params"], "best_valid_score": t["best_valid_score"],
+                    "best_epoch": t["best_epoch"], "epochs_run": t["epochs_run"]} for t in evaluated],
+    }
+    if note:
+        doc["note"] = note
+    return doc
+
+
+def load_tuned(store, model, dataset):
+    """``(params, info)`` from ``<store>/tuned/<model>-<dataset>.yaml``, or None if absent."""
+    path = Path(store.tuned_path(model, dataset))
+    if not path.exists():
+        return None
+    doc = load_yaml(path)
+    info = {
+        "file": os.path.relpath(path, store.root),
+        "tune_key": doc.get("tune_key"),
+        "params": doc.get("params") or {},
+        "algo": (doc.get("budget") or {}).get("algo"),
+        "max_evals": (doc.get("budget") or {}).get("max_evals"),
+        "evaluated": (doc.get("budget") or {}).get("evaluated"),
+        "space_size": (doc.get("budget") or {}).get("space_size"),
+        "best_valid_score": (doc.get("selection") or {}).get("best_valid_score"),
+        "overrides": doc.get("overrides") or {},
+    }
+    return dict(doc.get("params") or {}), info
+
+
+def tuned_for(store, entries, datasets, required=True):
+    """``{(model, dataset): (params, info)}`` for every model of ``entries`` on ``datasets``."""
+    out, missing = {}, []
+    for model in dict.fromkeys(e.model for e in entries):
+        for ds in datasets:
+            got = load_tuned(store, model, ds)
+            if got is None:
+                missing.append(f"{model}-{ds}")
+            else:
+                out[(model, ds)] = got
+    if missing and required:
+        raise InputError(
+            f"--use-tuned: no tuned parameters for {', '.join(missing)} in {store.root / 'tuned'}; "
+            "expected `python -m recbole_recgoat.benchmark tune` first"
+        )
+    return out

@@ -1,0 +1,161 @@
+"""Leaderboard numbers equal a recomputation from the raw records; output regenerates from the store."""
+
+import csv
+import json
+import math
+import os
+import shutil
+import statistics
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from recbole_recgoat.benchmark.cli import main
+from recbole_recgoat.benchmark.leaderboard import build
+from recbole_recgoat.benchmark.store import Store
+
+SET = ["--set", "epochs=1", "--set", "train_batch_size=4096", "--set", "state=WARNING"]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """A finished benchmark: Pop, BPR and a variant of BPR, 2 seeds, one epoch each."""
+    root = tmp_path_factory.mktemp("bench")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        (root / "variants.yaml").write_text("variants:\n  BPR-wd: {model: BPR, weight_decay: 1.0e-03}\n")
+        rc = main(["run", "--models", "Pop", "BPR", "--variants", "variants.yaml", "--seeds", "2",
+                   "--store", "store", "--jobs", "1", *SET])
+        assert rc == 0
+    finally:
+        os.chdir(old)
+    return root
+
+
+def raw_records(path):
+    out = []
+    for line in path.read_bytes().split(b"\n"):
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def test_leaderboard_equals_recomputation(bench, tmp_path):
+    paths = build(bench / "store", tmp_path / "lb")
+    board = json.loads(paths["json"].read_text())
+    recs = raw_records(bench / "store" / "records.jsonl")
+    assert len(recs) == 6
+    by_row = defaultdict(list)
+    for r in recs:
+        by_row[r["variant"]].append(r)
+    ds = board["datasets"]["lastfm-2k"]
+    assert [t["title"] for t in ds["tables"]] == ["Overall", "Ablation of BPR"]
+    overall = ds["tables"][0]
+    assert {r["name"] for r in overall["rows"]} == {"Pop", "BPR"}
+    assert [r["name"] for r in ds["tables"][1]["rows"]] == sorted(
+        ["BPR", "BPR-wd"], key=lambda n: -statistics.mean(x["test_result"]["recall@20"] for x in by_row[n]))
+
+    with open(paths["csv"], newline="") as f:
+        csv_rows = {(row["table"], row["name"]): row for row in csv.DictReader(f)}
+    metrics = ds["metrics"]
+    assert len(metrics) == 16 and "recall@20" in metrics and "map@50" in metrics
+    for table in ds["tables"]:
+        means = {}
+        for row in table["rows"]:
+            raw = by_row[row["name"]]
+            assert row["seeds"] == sorted(r["seed"] for r in raw) == [999, 1000]
+            for m in metrics:
+                values = [r["test_result"][m] for r in sorted(raw, key=lambda r: r["seed"])]
+                mean, std = statistics.mean(values), statistics.stdev(values)
+                assert row["test"][m]["mean"] == pytest.approx(mean, abs=1e-15)
+                assert row["test"][m]["std"] == pytest.approx(std, abs=1e-15)
+                c = csv_rows[(table["title"], row["name"])]
+                assert float(c[f"test_{m}_mean"]) == pytest.approx(mean, abs=1e-15)
+                assert float(c[f"test_{m}_std"]) == pytest.approx(std, abs=1e-15)
+                means.setdefault(m, []).append((mean, row["name"]))
+            assert row["cost"]["train_time_s"]["mean"] == pytest.approx(statistics.mean(r["train_time_s"] for r in raw))
+        for m, scored in means.items():
+            scored.sort(key=lambda x: -x[0])
+            assert table["best"][m] == scored[0][1]
+            assert table["improvement_pct"][m] == pytest.approx(100 * (scored[0][0] - scored[1][0]) / scored[1][0])
+        # Paired t across seeds, by hand.
+        best = table["best"]["recall@20"]
+        for t in table["seed_tests"]:
+            a = [r["test_result"]["recall@20"] for r in sorted(by_row[best], key=lambda r: r["seed"])]
+            b = [r["test_result"]["recall@20"] for r in sorted(by_row[t["other"]], key=lambda r: r["seed"])]
+            d = [x - y for x, y in zip(a, b)]
+            if statistics.stdev(d) > 0:
+                assert t["t"] == pytest.approx(statistics.mean(d) / (statistics.stdev(d) / math.sqrt(len(d))))
+    md = paths["md"].read_text()
+    best = overall["best"]["recall@20"]
+    row = next(r for r in overall["rows"] if r["name"] == best)
+    assert f"**{row['test']['recall@20']['mean']:.4f} ± {row['test']['recall@20']['std']:.4f}**" in md
+    assert "| users | items |" in md and "<details><summary>Config of BPR-wd</summary>" in md
+    assert "weight_decay: 0.001" in md
+    assert all(p.exists() and p.stat().st_size > 1000 for p in paths["figures"]) and len(paths["figures"]) == 4
+
+
+def test_per_user_values(bench):
+    store = Store(bench / "store")
+    recs = store.records()
+    for r in recs:
+        pu = store.load_per_user(r)
+        assert pu is not None and len(pu["user"]) == r["dataset_stats"]["test_users"] == 1858
+        assert len(set(pu["user"].tolist())) == len(pu["user"])
+        for m, v in r["test_result"].items():
+            assert round(float(pu[m].mean()), 4) == pytest.approx(v, abs=1e-12)  # RecBole's own average
+    # The per-user test of the leaderboard, recomputed with scipy from the stored arrays.
+    from recbole_recgoat.benchmark.leaderboard import compute
+
+    board = compute(store)
+    table = board["datasets"]["lastfm-2k"]["tables"][0]
+    best = table["best"]["recall@20"]
+    test = table["per_user_tests"]["recall@20"][0]
+    rows = {n: sorted((r for r in recs if r["variant"] == n), key=lambda r: r["seed"]) for n in (best, test["other"])}
+
+    def avg(name):
+        per = [dict(zip(*(lambda p: (p["user"].tolist(), p["recall@20"].tolist()))(store.load_per_user(r)))) for r in rows[name]]
+        users = sorted(set.intersection(*(set(p) for p in per)))
+        return users, np.array([[p[u] for p in per] for u in users]).mean(axis=1)
+
+    users_a, a = avg(best)
+    users_b, b = avg(test["other"])
+    assert users_a == users_b and test["n_users"] == len(users_a) and test["n_seeds"] == 2
+    expected = sps.wilcoxon(a, b, zero_method="wilcox", correction=True)
+    assert test["p_wilcoxon"] == pytest.approx(expected.pvalue)
+    assert test["p_t"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+
+
+def test_regenerated_from_the_store_alone(bench, tmp_path):
+    first = build(bench / "store", tmp_path / "one")
+    copy = tmp_path / "copied_store"
+    os.makedirs(copy)
+    shutil.copy(bench / "store" / "records.jsonl", copy / "records.jsonl")
+    shutil.copytree(bench / "store" / "per_user", copy / "per_user")  # no checkpoints, no logs
+    second = build(copy, tmp_path / "two")
+    a, b = json.loads(first["json"].read_text()), json.loads(second["json"].read_text())
+    a.pop("store"), b.pop("store")
+    assert a == b
+    assert first["csv"].read_text() == second["csv"].read_text()
+
+
+def test_yaml_form_reuses_the_finished_cells(bench, tmp_path):
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(
+        f"store: {bench / 'store'}\nmodels: [Pop, BPR]\nseeds: 2\njobs: 1\n"
+        "overrides: {epochs: 1, train_batch_size: 4096, state: WARNING}\n"
+        "variants:\n  BPR-wd: {model: BPR, weight_decay: 1.0e-03}\n"
+        f"leaderboard:\n  out: {tmp_path / 'docs'}\n  name: board\n  title: Demo\n  focus: BPR-wd\n"
+        "  tables:\n    - {title: Main, rows: [BPR, Pop], sort: given}\n"
+    )
+    before = (bench / "store" / "records.jsonl").read_bytes()
+    assert main(["--config", str(cfg)]) == 0
+    assert (bench / "store" / "records.jsonl").read_bytes() == before  # every cell was already finished
+    md = (tmp_path / "docs" / "board.md").read_text()
+    assert md.startswith("# Demo") and "### Main" in md and "(tmp_path / 'docs' / 'board_figures')" not in md
+    board = json.loads((tmp_path / "docs" / "board.json").read_text())
+    assert [r["name"] for r in board["datasets"]["lastfm-2k"]["tables"][0]["rows"]] == ["BPR", "Pop"]
+    assert (tmp_path / "docs" / "board_figures").is_dir()

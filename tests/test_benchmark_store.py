@@ -1,0 +1,132 @@
+"""The results store: torn lines, duplicates and keys (no training)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recbole_recgoat.benchmark.spec import Cell, build_cells, build_entries, parse_seeds, parse_set
+from recbole_recgoat.benchmark.store import Store, append_line, read_lines
+from recbole_recgoat.errors import InputError
+
+
+def _rec(key, **extra):
+    return {"key": key, "model": "BPR", "dataset": "d", "seed": 1, "variant": "BPR", "test_result": {"recall@20": 0.1}, **extra}
+
+
+def test_append_and_read_back(tmp_path):
+    store = Store(tmp_path / "s")
+    assert store.records() == []
+    assert store.append_record(_rec("a"), per_user={"user": np.array(["u1", "u2"]), "recall@20": np.array([0.0, 1.0])})
+    assert store.append_record(_rec("b"))
+    assert not store.append_record(_rec("a"))  # a finished key is never written twice
+    recs = store.records()
+    assert [r["key"] for r in recs] == ["a", "b"]
+    pu = store.load_per_user(recs[0])
+    assert pu["user"].tolist() == ["u1", "u2"] and pu["recall@20"].tolist() == [0.0, 1.0]
+    assert store.load_per_user(recs[1]) is None
+    assert store.records_path.read_bytes().count(b"\n") == 2
+
+
+def test_torn_line_is_dropped_and_never_swallows_the_next_record(tmp_path):
+    store = Store(tmp_path / "s")
+    store.append_record(_rec("a"))
+    full = store.records_path.read_bytes()
+    # A writer killed in the middle of its write: half a line, no newline.
+    line = append_line(tmp_path / "other.jsonl", _rec("torn"))
+    with open(store.records_path, "ab") as f:
+        f.write(line[: len(line) // 2])
+    recs, stats = store.records(with_stats=True)
+    assert [r["key"] for r in recs] == ["a"] and stats["torn"] == 1
+    assert store.append_record(_rec("c"))  # starts on a fresh line
+    recs, stats = store.records(with_stats=True)
+    assert [r["key"] for r in recs] == ["a", "c"] and stats["torn"] == 1
+    assert store.records_path.read_bytes().startswith(full)
+    # The key of the torn record is not finished: a rerun writes it.
+    assert store.append_record(_rec("torn"))
+    assert [r["key"] for r in store.records()] == ["a", "c", "torn"]
+
+
+def test_checksum_mismatch_and_duplicates(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_line(path, _rec("a"))
+    text = path.read_text().replace('"recall@20": 0.1', '"recall@20": 0.9')  # a silently changed line
+    path.write_text(text)
+    recs, stats = read_lines(path)
+    assert recs == [] and stats["torn"] == 1
+    store = Store(tmp_path / "s")
+    append_line(store.records_path, _rec("a", seed=1))
+    append_line(store.records_path, _rec("a", seed=2))  # e.g. two benchmarks racing on one store
+    recs, stats = store.records(with_stats=True)
+    assert len(recs) == 1 and recs[0]["seed"] == 1 and stats["duplicates"] == 1
+
+
+def test_cell_keys(tmp_path):
+    entries = build_entries(["bpr", "Pop"], {"BPR-wd": {"model": "BPR", "weight_decay": 0.001}})
+    assert [e.name for e in entries] == ["BPR", "Pop", "BPR-wd"] and entries[2].model == "BPR"
+    seeds = parse_seeds(3)
+    assert seeds == [999, 1000, 1001] and parse_seeds([5, 7]) == [5, 7]
+    cells = build_cells(entries, ["lastfm-2k"], seeds, overrides={"epochs": 2})
+    assert len(cells) == 9 and len({c.key for c in cells}) == 9
+    assert len({c.setting for c in cells}) == 3  # one setting per row, shared by its seeds
+    # Display-only keys do not change a key; result-changing ones do.
+    same = build_cells(entries, ["lastfm-2k"], seeds, overrides={"epochs": 2, "state": "WARNING", "gpu_id": "1"})
+    assert [c.key for c in same] == [c.key for c in cells]
+    other = build_cells(entries, ["lastfm-2k"], seeds, overrides={"epochs": 3})
+    assert not {c.key for c in other} & {c.key for c in cells}
+    # Config files count by content, not by path.
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("embedding_size: 32\n")
+    b.write_text("embedding_size: 32\n")
+    ka = build_cells(entries[:1], ["d"], [1], config_files=[str(a)])[0]
+    kb = build_cells(entries[:1], ["d"], [1], config_files=[str(b)])[0]
+    assert ka.key == kb.key
+    b.write_text("embedding_size: 16\n")
+    assert build_cells(entries[:1], ["d"], [1], config_files=[str(b)])[0].key != ka.key
+    # A cell survives the trip to another process.
+    assert Cell.from_dict(json.loads(json.dumps(cells[0].as_dict()))).finalize().key == cells[0].key
+    # Run arguments: the same layering as run_recbole.py, plus seed and the cell's checkpoint_dir.
+    kw = cells[2 * 3].run_kwargs("/x/ckpt")
+    assert kw["config_dict"] == {"weight_decay": 0.001}
+    assert kw["cmd_args"] == {"epochs": 2, "seed": 999, "checkpoint_dir": "/x/ckpt"}
+
+
+def test_bad_input():
+    assert parse_set(["lr=1e-3", "name=abc", "flag=true", "l=[1, 2]"]) == {"lr": 0.001, "name": "abc", "flag": True, "l": [1, 2]}
+    with pytest.raises(InputError):
+        parse_set(["novalue"])
+    with pytest.raises(InputError):
+        build_entries(["NoSuchModel"])
+    with pytest.raises(InputError):
+        build_entries(["BPR"], {"BPR": {"model": "BPR"}})
+    with pytest.raises(InputError):
+        parse_seeds(0)
+    assert os.environ.get("HYPEROPT_FMIN_SEED") is None
+
+
+def test_misspelt_variant_or_grid_key_is_refused(tmp_path):
+    from recbole_recgoat.benchmark.cli import main
+
+    (tmp_path / "v.yaml").write_text("variants:\n  BPR-typo: {model: BPR, wieght_decay: 0.1}\n")
+    assert main(["run", "--models", "BPR", "--variants", str(tmp_path / "v.yaml"), "--store", "s", "--dry-run"]) == 2
+    (tmp_path / "v.yaml").write_text("variants:\n  BPR-wd: {model: BPR, weight_decay: 0.1}\n")
+    assert main(["run", "--models", "BPR", "--variants", str(tmp_path / "v.yaml"), "--store", "s", "--dry-run"]) == 0
+    (tmp_path / "b.yaml").write_text("models: [BPR]\nsearch_space:\n  BPR: {n_layer: [1, 2]}\n")
+    assert main(["tune", "--config", str(tmp_path / "b.yaml"), "--store", "s"]) == 2
+
+
+def test_failed_cell_is_reported_and_retried(tmp_path):
+    from recbole_recgoat.benchmark.cli import main
+
+    (tmp_path / "v.yaml").write_text("variants:\n  BPR-bad: {model: BPR, embedding_size: -1}\n")
+    args = ["run", "--models", "Pop", "--variants", str(tmp_path / "v.yaml"), "--store", "s", "--jobs", "1",
+            "--set", "state=WARNING"]
+    assert main(args) == 1  # Pop finishes, the broken variant fails, the benchmark goes on
+    store = Store("s")
+    assert [r["variant"] for r in store.records()] == ["Pop"]
+    failures = read_lines(store.root / "failures.jsonl")[0]
+    assert len(failures) == 1 and failures[0]["cell"]["entry"] == "BPR-bad" and "Traceback" in failures[0]["error"]
+    assert main(args) == 1  # retried, Pop not re-run
+    assert [e[0] for e in store.run_events()].count("start") == 3
+    assert len(store.records()) == 1

@@ -1,0 +1,162 @@
+"""Hyper-parameter search: validation only, the same budget for every model, reused by run."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import recbole_recgoat.quick_start as qs
+from recbole_recgoat.benchmark import tuning
+from recbole_recgoat.benchmark.cli import main
+from recbole_recgoat.benchmark.spec import load_yaml
+from recbole_recgoat.benchmark.store import Store, read_lines
+
+BUNDLED = Path(__file__).resolve().parents[1] / "recbole_recgoat" / "bundled" / "lastfm-2k"
+QUICK = ["--set", "epochs=1", "--set", "train_batch_size=4096", "--set", "state=WARNING"]
+
+
+class ForbiddenSplit:
+    """Stands in for the test dataloader: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the test split was read during tuning (.{name})")
+
+    def __iter__(self):
+        raise AssertionError("the test split was iterated during tuning")
+
+    def __len__(self):
+        raise AssertionError("the test split was measured during tuning")
+
+    def __bool__(self):
+        raise AssertionError("the test split was inspected during tuning")
+
+
+def copy_dataset(dest, corrupt_test=False):
+    dest = Path(dest) / "lastfm-2k"
+    shutil.copytree(BUNDLED, dest)
+    if corrupt_test:  # permute the item column of the test file: a completely different test split
+        path = dest / "lastfm-2k.test.inter"
+        header, *rows = path.read_text().splitlines()
+        cols = [r.split("\t") for r in rows]
+        items = [c[1] for c in cols]
+        perm = np.random.default_rng(0).permutation(len(items))
+        path.write_text("\n".join([header] + ["\t".join([c[0], items[j], *c[2:]]) for c, j in zip(cols, perm)]) + "\n")
+    return dest.parent
+
+
+def trials_of(store_dir):
+    out = []
+    for p in sorted((Path(store_dir) / "tuning").glob("*.jsonl")):
+        out += read_lines(p)[0]
+    return out
+
+
+def test_selection_never_reads_the_test_split(tmp_path, monkeypatch):
+    clean = copy_dataset(tmp_path / "clean")
+    corrupt = copy_dataset(tmp_path / "corrupt", corrupt_test=True)
+    # The corruption changes the test split and nothing else.
+    loaded = {}
+    for name, root in (("clean", clean), ("corrupt", corrupt)):
+        _, _, tr, va, te, _ = qs.prepare("BPR", "lastfm-2k", config_dict={"data_path": str(root), "state": "WARNING"}, log=False)
+        loaded[name] = [d._dataset.inter_feat.numpy() for d in (tr, va, te)]
+    for i in (0, 1):
+        for f in ("user_id", "item_id"):
+            assert np.array_equal(loaded["clean"][i][f], loaded["corrupt"][i][f])
+    assert not np.array_equal(loaded["clean"][2]["item_id"], loaded["corrupt"][2]["item_id"])
+
+    # Tune on the corrupted data with every test dataloader replaced by a tripwire.
+    real = qs.data_preparation
+
+    def guarded(config, dataset):
+        train, valid, test = real(config, dataset)
+        return train, valid, ForbiddenSplit()
+
+    monkeypatch.setattr(qs, "data_preparation", guarded)
+    args = ["tune", "--models", "BPR", "--algo", "exhaustive", "--max-evals", "2", "--jobs", "1", *QUICK]
+    assert main([*args, "--store", "s_corrupt", "--set", f"data_path={corrupt}"]) == 0
+    monkeypatch.setattr(qs, "data_preparation", real)
+    assert main([*args, "--store", "s_clean", "--set", f"data_path={clean}"]) == 0
+
+    t_corrupt, t_clean = trials_of("s_corrupt"), trials_of("s_clean")
+    assert len(t_corrupt) == len(t_clean) == 2
+    for a, b in zip(t_corrupt, t_clean):
+        assert a["params"] == b["params"]
+        assert a["best_valid_result"] == b["best_valid_result"] and a["best_valid_score"] == b["best_valid_score"]
+        assert not any("test" in k for k in a)
+    tuned_a = load_yaml("s_corrupt/tuned/BPR-lastfm-2k.yaml")
+    tuned_b = load_yaml("s_clean/tuned/BPR-lastfm-2k.yaml")
+    assert tuned_a["params"] == tuned_b["params"] and tuned_a["selection"] == tuned_b["selection"]
+    assert tuned_a["selection"]["split"] == "valid"
+    best = max(t_clean, key=lambda t: t["best_valid_score"])
+    assert tuned_b["params"] == best["params"]
+    assert "test" not in json.dumps(tuned_b["trials"])
+
+    # run --use-tuned trains the grid with the chosen parameters and says where they came from.
+    assert main(["run", "--models", "BPR", "--seeds", "1", "--store", "s_clean", "--use-tuned", "--jobs", "1",
+                 *QUICK, "--set", f"data_path={clean}"]) == 0
+    (rec,) = Store("s_clean").records()
+    assert rec["config"]["weight_decay"] == tuned_b["params"]["weight_decay"]
+    assert rec["cell"]["config_dict"] == tuned_b["params"]
+    assert rec["tuning"]["file"] == "tuned/BPR-lastfm-2k.yaml" and rec["tuning"]["evaluated"] == 2
+    # Tuning again with the same settings reuses the result; other settings are refused.
+    assert main([*args, "--store", "s_clean", "--set", f"data_path={clean}"]) == 0
+    assert len(trials_of("s_clean")) == 2
+    assert main(["tune", "--models", "BPR", "--max-evals", "3", "--jobs", "1", "--store", "s_clean", *QUICK,
+                 "--set", f"data_path={clean}"]) == 2
+    # --use-tuned without tuned parameters is an error naming what is missing.
+    assert main(["run", "--models", "Pop", "--store", "s_clean", "--use-tuned", "--jobs", "1", *QUICK]) == 2
+
+
+@pytest.mark.parametrize("algo", ["exhaustive", "random", "bayes"])
+def test_every_model_gets_the_same_budget(algo, tmp_path, monkeypatch):
+    """No early stop of the search (RecBole's default stops after 10 trials without progress)."""
+    calls = []
+
+    def fake_trial(task, store, trials, values):
+        calls.append((task.model, dict(values)))
+        return {"trial_key": str(len(calls)), "params": values, "valid_metric": "recall@20", "valid_score_bigger": True,
+                "best_valid_score": 0.5, "best_valid_result": {"recall@20": 0.5}, "best_epoch": 0, "epochs_run": 1}
+
+    monkeypatch.setattr(tuning, "_trial_objective", fake_trial)
+    store = Store(tmp_path / "s")
+    spaces = {"Big": {"a": list(range(10)), "b": list(range(10))}, "Small": {"a": [1, 2, 3]}}
+    for model, space in spaces.items():
+        tuning.run_search(tuning.TuneTask(model, "d", space, algo=algo, max_evals=14, seed=1), store)
+    per_model = {m: [v for mm, v in calls if mm == m] for m in spaces}
+    assert len(per_model["Big"]) == 14  # 14 trials, all without progress, none cut
+    if algo == "exhaustive":
+        assert len(per_model["Small"]) == 3  # the whole grid, each point once
+        assert sorted(v["a"] for v in per_model["Small"]) == [1, 2, 3]
+        assert len({tuple(sorted(v.items())) for v in per_model["Big"]}) == 14
+    else:
+        assert len(per_model["Small"]) == 14
+    doc = load_yaml(store.tuned_path("Big", "d"))
+    assert doc["budget"]["evaluated"] == 14 and doc["budget"]["max_evals"] == 14 and doc["budget"]["algo"] == algo
+    assert doc["params"] == per_model["Big"][0]  # ties keep the first trial
+    # Seeded: the same search proposes the same points.
+    calls.clear()
+    tuning.run_search(tuning.TuneTask("Big", "d", spaces["Big"], algo=algo, max_evals=14, seed=1, force=True), store)
+    assert [v for _, v in calls] == per_model["Big"]
+
+
+def test_killed_search_replays_its_finished_trials(tmp_path, monkeypatch):
+    from recbole_recgoat.benchmark.spec import short_hash
+    from recbole_recgoat.benchmark.store import append_line
+
+    store = Store(tmp_path / "s")
+    task = tuning.TuneTask("BPR", "lastfm-2k", {"weight_decay": [0.0, 1.0e-05]}, algo="exhaustive", max_evals=2)
+    for wd, score in ((0.0, 0.30), (1.0e-05, 0.31)):  # what a killed search had finished
+        values = {"weight_decay": wd}
+        append_line(store.trials_path("BPR", "lastfm-2k", task.key), {
+            "trial_key": short_hash({"tune_key": task.key, "params": values}), "tune_key": task.key, "params": values,
+            "valid_metric": "recall@20", "valid_score_bigger": True, "best_valid_score": score,
+            "best_valid_result": {"recall@20": score}, "best_epoch": 3, "epochs_run": 5, "train_time_s": 1.0})
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished trial was trained again")
+
+    monkeypatch.setattr(qs, "prepare", no_training)
+    doc = tuning.run_search(task, store)
+    assert doc["params"] == {"weight_decay": 1.0e-05} and doc["budget"]["evaluated"] == 2
