@@ -7,11 +7,14 @@ validation split -> test with the best checkpoint.  Never imports ``recbole.quic
 
 import logging
 import os
+
+import torch
 from logging import getLogger
 
 from recbole.data import data_preparation
 from recbole.utils import init_logger as recbole_init_logger
-from recbole.utils import init_seed, set_color
+from recbole.utils import init_seed as recbole_init_seed
+from recbole.utils import set_color
 
 from recbole_recgoat.config import Config
 from recbole_recgoat.data.dataset import MultiModalDataset
@@ -34,6 +37,23 @@ def init_logger(config):
         if isinstance(handler, logging.FileHandler):
             return handler.baseFilename
     return None
+
+
+def init_seed(seed, reproducibility):
+    """RecBole's ``init_seed`` plus, when ``reproducibility`` is on, torch's deterministic mode.
+
+    RecBole only makes cuDNN deterministic.  On CPU, back-propagation through advanced indexing
+    (``x[index]``, used by LightGCN and most models) accumulates duplicate rows in a
+    thread-dependent order unless ``torch.use_deterministic_algorithms`` is on; with it, the same
+    seed gives the same numbers.  ``warn_only``: an op with no deterministic kernel (some CUDA
+    scatter kernels) warns instead of failing.
+    """
+    recbole_init_seed(seed, reproducibility)
+    if reproducibility:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(False)
 
 
 def create_dataset(config):
@@ -136,8 +156,6 @@ def load_data_and_model(model_file):
         tuple: ``(config, model, dataset, train_data, valid_data, test_data)``; the model holds the
         checkpoint's parameters and is in eval mode.
     """
-    import torch
-
     checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
     saved = checkpoint["config"]
     config_dict = {k: v for k, v in saved.final_config_dict.items() if k not in _DERIVED_KEYS}

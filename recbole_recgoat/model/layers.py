@@ -17,6 +17,16 @@ import torch.nn.functional as F
 # ----------------------------------------------------------------------------------------------
 
 
+def rows(x, index):
+    """``x[index]`` for a 1-D index, with a deterministic backward on CPU.
+
+    Advanced indexing (``x[index]``) back-propagates through ``index_put_(accumulate=True)``, whose
+    CPU kernel adds duplicate rows in a thread-dependent order (results differ in the last bits
+    from run to run); ``index_select`` back-propagates through ``index_add_``, which does not.
+    """
+    return x.index_select(0, index)
+
+
 def training_edges(dataset):
     """Distinct (user, item) pairs of ``dataset``'s interactions (the TRAINING split for models).
 

@@ -39,6 +39,7 @@ from recbole_recgoat.model.layers import (
     exact_w1,
     lemma33_sides,
     lightgcn_propagate,
+    rows,
     sinkhorn_w1,
 )
 
@@ -191,9 +192,9 @@ class RecGOAT(MultiModalRecommender):
     def alignment_pairs(self, parts, z_i, items, users):
         """``[(name, z_side_a [B, d], z_side_b [B, d])]``: each modality vs unified on the batch's
         items, and (with the user branch) LLM vs collaborative users on the batch's users."""
-        pairs = [(m, parts["t_m"][m][items], z_i[items]) for m in self.modalities]
+        pairs = [(m, rows(parts["t_m"][m], items), rows(z_i, items)) for m in self.modalities]
         if parts["z_llm_u"] is not None:
-            pairs.append(("user", parts["z_llm_u"][users], parts["z_cf_u"][users]))
+            pairs.append(("user", rows(parts["z_llm_u"], users), rows(parts["z_cf_u"], users)))
         return pairs
 
     def cmcl_loss(self, pairs, record=True):
@@ -211,7 +212,7 @@ class RecGOAT(MultiModalRecommender):
         """``L_OAT``: mean over modalities of the entropic ``W1(P^m, Q)`` on (a sample of) the batch's items."""
         if items.numel() > self.ot_sample:
             items = items[torch.randperm(items.numel(), device=items.device)[: self.ot_sample]]
-        w = [sinkhorn_w1(parts["t_m"][m][items], z_i[items], self.ot_eps, self.ot_iters) for m in self.modalities]
+        w = [sinkhorn_w1(rows(parts["t_m"][m], items), rows(z_i, items), self.ot_eps, self.ot_iters) for m in self.modalities]
         return torch.stack(w).mean()
 
     # ------------------------------------------------------------------------------------------
@@ -223,8 +224,8 @@ class RecGOAT(MultiModalRecommender):
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
         z_u, z_i, parts = self.forward()
-        u_e = z_u[user]
-        bpr = self.bpr_loss((u_e * z_i[pos]).sum(dim=1), (u_e * z_i[neg]).sum(dim=1))
+        u_e = rows(z_u, user)
+        bpr = self.bpr_loss((u_e * rows(z_i, pos)).sum(dim=1), (u_e * rows(z_i, neg)).sum(dim=1))
         reg = self.reg_weight * self.reg_loss(self.user_embedding(user), self.item_embedding(pos), self.item_embedding(neg))
         items, users = torch.unique(pos), torch.unique(user)
         zero = bpr.new_zeros(())
@@ -237,11 +238,11 @@ class RecGOAT(MultiModalRecommender):
 
     def predict(self, interaction):
         z_u, z_i = self._representations()
-        return (z_u[interaction[self.USER_ID]] * z_i[interaction[self.ITEM_ID]]).sum(dim=1)
+        return (rows(z_u, interaction[self.USER_ID]) * rows(z_i, interaction[self.ITEM_ID])).sum(dim=1)
 
     def full_sort_predict(self, interaction):
         z_u, z_i = self._representations()
-        return z_u[interaction[self.USER_ID]] @ z_i.T
+        return rows(z_u, interaction[self.USER_ID]) @ z_i.T
 
     def _representations(self):
         """Cached ``(z_u, z_i)`` for evaluation (recomputed after any training step)."""
@@ -279,7 +280,7 @@ class RecGOAT(MultiModalRecommender):
         self.eval()
         z_u, z_i, parts = self.forward()
         for m in self.modalities:
-            a, b = parts["t_m"][m][self.diag_items], z_i[self.diag_items]
+            a, b = rows(parts["t_m"][m], self.diag_items), rows(z_i, self.diag_items)
             out[f"w1_exact_{m}"] = exact_w1(a, b)
             out[f"w1_sinkhorn_{m}"] = float(sinkhorn_w1(a, b, self.ot_eps, self.ot_iters))
         if self.fusion == "weighted":
