@@ -102,9 +102,9 @@ def test_cmcl_equals_lemma_formula():
 
 
 def test_lemma33_bound_holds_on_every_logged_batch(lfm):
-    result = run("RecGOAT", "lfm", config_dict={**lfm, "epochs": 2, "stopping_step": 2, "train_batch_size": 1024})
+    result = run("RecGOAT", "lfm", config_dict={**lfm, "epochs": 1, "stopping_step": 1, "train_batch_size": 2048})
     diag = [d for _, d in result["diagnostics"]]
-    assert len(diag) == 2
+    assert len(diag) == 1
     for d in diag:
         for pair in ("text", "audio", "user"):
             assert d[f"lemma33_{pair}_violations"] == 0
@@ -195,7 +195,7 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
 
 # ------------------------------------------------------------------------------------------ runs
 def test_same_seed_identical_metrics(lfm):
-    cfg = {**lfm, "epochs": 2, "stopping_step": 2}
+    cfg = {**lfm, "epochs": 2, "stopping_step": 2, "train_batch_size": 8192}
     a = run("RecGOAT", "lfm", config_dict=cfg)
     b = run("RecGOAT", "lfm", config_dict=cfg)
     assert a["test_result"] == b["test_result"] and a["best_valid_result"] == b["best_valid_result"]

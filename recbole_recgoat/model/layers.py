@@ -221,11 +221,12 @@ def cached_knn_graph(x, k, cache_dir=None, tag="", **kwargs):
 
 
 class GATEncoder(nn.Module):
-    """Stack of PyTorch Geometric ``GATConv`` layers over a fixed graph (heads averaged).
+    """Stack of PyTorch Geometric ``GATConv`` layers over a fixed graph.
 
-    ``h^{l+1}_i = sum_{j in N(i)} alpha_ij W h^l_j``, ``alpha = softmax_j(LeakyReLU(a^T [W h_i || W h_j]))``
-    (Velickovic et al., ICLR 2018), ``heads`` attention heads averaged so the width stays ``dim``;
-    ELU between layers.
+    ``h^{l+1}_i = ||_{k=1..K} sum_{j in N(i)} alpha^k_ij W^k h^l_j`` with
+    ``alpha^k = softmax_j(LeakyReLU(a_k^T [W^k h_i || W^k h_j]))`` (Velickovic et al., ICLR 2018):
+    ``K = heads`` heads of width ``dim / K``, concatenated, so the width stays ``dim`` and a layer
+    costs one head of width ``dim`` per edge; ELU between layers.
 
     Args:
         dim (int): input = output width ``d``.
@@ -240,9 +241,12 @@ class GATEncoder(nn.Module):
         super().__init__()
         from torch_geometric.nn import GATConv
 
+        if dim % heads:
+            raise ValueError(f"gat_heads: {heads} does not divide the embedding size {dim}")
         self.layer_mean = layer_mean
         self.convs = nn.ModuleList(
-            GATConv(dim, dim, heads=heads, concat=False, dropout=dropout, add_self_loops=False) for _ in range(n_layers)
+            GATConv(dim, dim // heads, heads=heads, concat=True, dropout=dropout, add_self_loops=False)
+            for _ in range(n_layers)
         )
 
     def forward(self, x, edge_index):
