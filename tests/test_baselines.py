@@ -84,6 +84,22 @@ def test_any_number_of_modalities(model, modalities):
     assert scores.shape == (5, net.n_items) and torch.isfinite(scores).all()
 
 
+@pytest.mark.parametrize("model", ["FREEDOM", "BM3"])
+def test_feature_tables_finetuned_or_frozen(model):
+    net, train_data = build(model, reg_weight=0.001)
+    batch = first_batch(train_data, net.device)
+    tables = {n for n, _ in net.named_parameters() if n.startswith("feature_tables.")}
+    assert tables == {f"feature_tables.{m}" for m in net.modalities}  # fine-tuned (reference code)
+    before = net.feature_tables["text"].detach().clone()
+    train_step(net, batch)
+    assert net.feature_tables["text"].grad is not None and net.feature_tables["text"].grad.abs().sum() > 0
+    assert torch.equal(before, net.feature_tables["text"].detach())  # the step itself is the optimizer's
+    frozen, _ = build(model, reg_weight=0.001, finetune_features=False)
+    assert not any(n.startswith("feature_tables.") for n, _ in frozen.named_parameters())
+    assert torch.isfinite(train_step(frozen, batch))
+    assert frozen.feature_proj["text"].weight.grad is not None
+
+
 def test_yaml_defaults_and_search_spaces():
     for model in BASELINES:
         path = properties_dir() / "model" / f"{model}.yaml"

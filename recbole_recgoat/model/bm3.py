@@ -68,11 +68,13 @@ class BM3(MultiModalRecommender):
         self.predictor = nn.Linear(d, d)
         nn.init.xavier_normal_(self.predictor.weight)
 
-        finetune = bool(_get(config, "finetune_features", True))
+        # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
+        self.finetune_features = bool(_get(config, "finetune_features", True))
         self.feature_tables = nn.ParameterDict()
         self.feature_proj = nn.ModuleDict()
         for m, f in self.item_feats.items():
-            self.feature_tables[m] = nn.Parameter(f.clone(), requires_grad=finetune)
+            if self.finetune_features:
+                self.feature_tables[m] = nn.Parameter(f.clone())
             self.feature_proj[m] = nn.Linear(f.shape[1], d)
             nn.init.xavier_normal_(self.feature_proj[m].weight)
         self.adj_op = SparseOperator(self.norm_adj, symmetric=True)
@@ -87,7 +89,8 @@ class BM3(MultiModalRecommender):
 
     def modality_online(self, modality, items):
         """``h_m(i) = W_m f_m(i) + b_m`` for ``items [B]``: ``[B, d]``."""
-        return self.feature_proj[modality](self.feature_tables[modality][items])
+        table = self.feature_tables[modality] if self.finetune_features else self.item_feats[modality]
+        return self.feature_proj[modality](table[items])
 
     def calculate_loss(self, interaction):
         """BM3's loss of a batch of positive pairs; no negative item is read."""

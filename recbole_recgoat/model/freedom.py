@@ -123,9 +123,10 @@ class FREEDOM(MultiModalRecommender):
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_id_embedding.weight)
 
-        finetune = bool(_get(config, "finetune_features", True))
+        # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
+        self.finetune_features = bool(_get(config, "finetune_features", True))
         self.feature_tables = nn.ParameterDict(
-            {m: nn.Parameter(f.clone(), requires_grad=finetune) for m, f in self.item_feats.items()}
+            {m: nn.Parameter(f.clone()) for m, f in self.item_feats.items()} if self.finetune_features else {}
         )
         self.feature_proj = nn.ModuleDict(
             {m: nn.Linear(f.shape[1], self.feat_embed_dim) for m, f in self.item_feats.items()}
@@ -146,6 +147,10 @@ class FREEDOM(MultiModalRecommender):
         self.masked_op = None
         self.kept_edges = None  # [E'] indices of the edges of the current epoch's graph
         self._cache = None
+
+    def feature_table(self, modality):
+        """``[n_items, F_m]``: the fine-tuned table (``finetune_features``) or the frozen features."""
+        return self.feature_tables[modality] if self.finetune_features else self.item_feats[modality]
 
     # -- graphs ----------------------------------------------------------------------------
     def modality_graph(self, modality):
@@ -207,7 +212,7 @@ class FREEDOM(MultiModalRecommender):
         if self.reg_weight != 0.0:  # with weight 0 the term (and its gradient) is exactly zero
             mm_loss = 0.0
             for m in self.modalities:
-                proj, table = self.feature_proj[m], self.feature_tables[m]
+                proj, table = self.feature_proj[m], self.feature_table(m)
                 fp, fn = gather_rows(lambda rows: proj(table[rows]), pos, neg)  # each distinct item once
                 mm_loss = mm_loss + bpr_loss((u * fp).sum(1), (u * fn).sum(1))
             loss = loss + self.reg_weight * mm_loss

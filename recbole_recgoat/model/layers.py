@@ -371,16 +371,19 @@ class _LogSumExpDot(torch.autograd.Function):
         rows = ctx.rows
         grad_a = torch.empty_like(a_scaled)
         grad_c = torch.zeros_like(c)
-        weight = grad * torch.exp(-lse) if ctx.bounded else None  # bounded: exp(logit) * g_b / sum_b
+        weight = (grad * torch.exp(-lse))[:, None] if ctx.bounded else None  # softmax_bj g_b = exp(l_bj) w_b
         for s in range(0, a_scaled.shape[0], rows):
             a_s = a_scaled[s : s + rows]
             # d lse_b / d logit_bj * grad_b = softmax_bj * grad_b
-            if ctx.bounded:
-                p = (a_s @ c.T).exp_().mul_(weight[s : s + rows, None])  # [r, N]
+            if ctx.bounded:  # the row weights go onto the thin factors, not the [r, N] block
+                e = (a_s @ c.T).exp_()  # [r, N]
+                w = weight[s : s + rows]
+                grad_a[s : s + rows] = (e @ c) * w
+                grad_c.addmm_(e.T, a_s * w)
             else:
                 p = (a_s @ c.T).sub_(lse[s : s + rows, None]).exp_().mul_(grad[s : s + rows, None])
-            grad_a[s : s + rows] = p @ c
-            grad_c.addmm_(p.T, a_s)
+                grad_a[s : s + rows] = p @ c
+                grad_c.addmm_(p.T, a_s)
         return grad_a * ctx.scale, grad_c, None, None, None
 
 
