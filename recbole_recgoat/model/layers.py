@@ -349,42 +349,45 @@ class _LogSumExpDot(torch.autograd.Function):
 
     ``bounded``: the caller guarantees ``|a_b . c_j| <= 1`` (unit vectors) and ``scale < 80``, so
     ``exp`` cannot overflow in float32 and the max-shift of a stable logsumexp is skipped.
+    The candidates are kept transposed (``[k, N]``, contiguous): with a thin ``k`` (a low-rank
+    factor) every product then streams along ``N``, several times faster on CPU.
     """
 
     @staticmethod
     def forward(ctx, a, c, scale, rows, bounded):
         out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
         a_scaled = a * scale
+        c_t = c.T.contiguous()  # [k, N]
         for s in range(0, a.shape[0], rows):
-            logits = a_scaled[s : s + rows] @ c.T
+            logits = a_scaled[s : s + rows] @ c_t
             if bounded:
                 out[s : s + rows] = logits.exp_().sum(dim=1).log_()
             else:
                 out[s : s + rows] = torch.logsumexp(logits, dim=1)
-        ctx.save_for_backward(a_scaled, c, out)
+        ctx.save_for_backward(a_scaled, c_t, out)
         ctx.scale, ctx.rows, ctx.bounded = scale, rows, bounded
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        a_scaled, c, lse = ctx.saved_tensors
+        a_scaled, c_t, lse = ctx.saved_tensors
         rows = ctx.rows
         grad_a = torch.empty_like(a_scaled)
-        grad_c = torch.zeros_like(c)
-        weight = (grad * torch.exp(-lse))[:, None] if ctx.bounded else None  # softmax_bj g_b = exp(l_bj) w_b
+        grad_c_t = torch.zeros_like(c_t)  # [k, N]
+        if ctx.bounded:  # softmax_bj g_b = exp(l_bj) w_b: the row weights go onto the thin factors
+            weight = (grad * torch.exp(-lse))[:, None]
         for s in range(0, a_scaled.shape[0], rows):
             a_s = a_scaled[s : s + rows]
-            # d lse_b / d logit_bj * grad_b = softmax_bj * grad_b
-            if ctx.bounded:  # the row weights go onto the thin factors, not the [r, N] block
-                e = (a_s @ c.T).exp_()  # [r, N]
+            if ctx.bounded:
+                e = (a_s @ c_t).exp_()  # [r, N]
                 w = weight[s : s + rows]
-                grad_a[s : s + rows] = (e @ c) * w
-                grad_c.addmm_(e.T, a_s * w)
+                grad_a[s : s + rows] = (e @ c_t.T) * w
+                grad_c_t += (a_s * w).T @ e
             else:
-                p = (a_s @ c.T).sub_(lse[s : s + rows, None]).exp_().mul_(grad[s : s + rows, None])
-                grad_a[s : s + rows] = p @ c
-                grad_c.addmm_(p.T, a_s)
-        return grad_a * ctx.scale, grad_c, None, None, None
+                p = (a_s @ c_t).sub_(lse[s : s + rows, None]).exp_().mul_(grad[s : s + rows, None])
+                grad_a[s : s + rows] = p @ c_t.T
+                grad_c_t += a_s.T @ p
+        return grad_a * ctx.scale, grad_c_t.T, None, None, None
 
 
 def logsumexp_dot(a, c, scale=1.0, block_bytes=8 * 2**20, bounded=False):
