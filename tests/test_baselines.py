@@ -368,6 +368,17 @@ def test_vbpr_score_is_id_part_plus_content_part(bias):
     assert net.content.shape[1] == sum(f.shape[1] for f in net.item_feats.values())  # modalities concatenated
 
 
+def test_vbpr_content_vector_concatenates_the_modalities():
+    net, _ = build("VBPR")  # default: each modality block L2-normalised, then concatenated
+    dims = [f.shape[1] for f in net.item_feats.values()]
+    blocks = torch.split(net.content, dims, dim=1)
+    for block in blocks:
+        assert torch.allclose(block[1:].norm(dim=1), torch.ones(net.n_items - 1), atol=1e-5)
+    assert not net.content[0].any()  # PAD
+    raw, _ = build("VBPR", vbpr_feature_norm="none", modalities=["audio", "text"])
+    assert torch.equal(raw.content, torch.cat([raw.item_feats["audio"], raw.item_feats["text"]], dim=1))
+
+
 # ----------------------------------------------------------------------------------------------
 # BM3
 # ----------------------------------------------------------------------------------------------

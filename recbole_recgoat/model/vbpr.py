@@ -13,9 +13,11 @@ i.e. user ``[gamma_u ; theta_u]`` ``[2d]`` against item ``[gamma_i ; E f_i + b]`
 Loss: ``BPR + reg_weight * (||P_u|| + ||Q_i+|| + ||Q_i-||) / B`` (unsquared Frobenius norms of the
 batch's user and item vectors, as the MMRec reference).
 
-Any number of modalities: ``f_i = [f_i^1 ; f_i^2 ; ...]`` in the dataset's modality order, each
-block optionally L2-normalised first (``vbpr_feature_norm``), frozen. The default is MMRec's
-"recommended version" (no bias terms, raw features), which produced the published numbers.
+Any number of modalities: ``f_i = [f_i^1 / ||f_i^1|| ; f_i^2 / ||f_i^2|| ; ...]`` in the dataset's
+modality order, frozen: each block L2-normalised so that no modality dominates by its scale alone
+(``vbpr_feature_norm: none`` concatenates the raw features as MMRec's reference does). Otherwise
+MMRec's "recommended version" (no bias terms), which produced the published numbers;
+``vbpr_bias`` adds the paper's bias terms.
 """
 
 import torch
@@ -48,7 +50,7 @@ class VBPR(MultiModalRecommender):
         super().__init__(config, dataset)
         self.embedding_size = d = int(_get(config, "embedding_size", 64))
         self.reg_weight = float(_get(config, "reg_weight", 1e-3))
-        self.feature_norm = str(_get(config, "vbpr_feature_norm", "none")).lower()
+        self.feature_norm = str(_get(config, "vbpr_feature_norm", "l2")).lower()
         if self.feature_norm not in FEATURE_NORMS:
             raise InputError(f"vbpr_feature_norm: {self.feature_norm!r}; expected one of {', '.join(FEATURE_NORMS)}")
         self.use_bias = bool(_get(config, "vbpr_bias", False))
