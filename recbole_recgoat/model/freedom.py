@@ -187,7 +187,8 @@ class FREEDOM(MultiModalRecommender):
     def epoch_diagnostics(self):
         if self.kept_edges is None:
             return {}
-        return {"kept_edges": int(self.kept_edges.numel()), "kept_fraction": self.kept_edges.numel() / self.edge_weights.numel()}
+        kept = int(self.kept_edges.numel())
+        return {"kept_edges": kept, "kept_fraction": kept / self.edge_weights.numel()}
 
     # -- model -----------------------------------------------------------------------------
     def forward(self, adj_op):

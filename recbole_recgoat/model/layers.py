@@ -269,6 +269,7 @@ def info_nce(anchor, positive, candidates, tau, weights=None):
     terms = logsumexp_dot(a, c, 1.0 / tau, bounded=True) - (a * p).sum(dim=1) / tau
     return terms.sum() if weights is None else (terms * weights).sum()
 
+
 class _CSRMatMul(torch.autograd.Function):
     """``A @ x`` with a fixed sparse CSR ``A`` (no gradient for ``A``); backward ``A^T @ g``."""
 
