@@ -367,3 +367,214 @@ def dimension_transport_map(z_m, z_id, eps=0.05, n_iter=200):
     """
     plan = entropic_plan(unit_euclidean_cost(z_m.T, z_id.T), eps, n_iter)
     return plan * z_m.shape[1]
+
+
+# --- baselines ---
+# Small generic pieces used by the multimodal baselines (FREEDOM, LGMRec, VBPR, BM3).
+
+import warnings  # noqa: E402
+
+
+def bpr_loss(pos_scores, neg_scores):
+    """BPR (Rendle et al., UAI 2009): ``mean(-log sigmoid(s+ - s-))`` over ``[B]`` score pairs."""
+    return -F.logsigmoid(pos_scores - neg_scores).mean()
+
+
+def embedding_norm_loss(*embeddings):
+    """``sum_k ||E_k||_F / rows(E_last)``: the (unsquared) embedding norm penalty of RecBole's and
+    MMRec's ``EmbLoss`` with its defaults, as the reference baselines use it."""
+    total = embeddings[-1].new_zeros(())
+    for emb in embeddings:
+        total = total + torch.linalg.vector_norm(emb)
+    return total / embeddings[-1].shape[0]
+
+
+def sample_without_replacement(weights, n):
+    """``n`` distinct indices of ``weights [E]``, drawn successively with probability ``prop. to weights``.
+
+    ``torch.multinomial`` (torch RNG, so reproducible under a seed) while ``E`` fits its limit
+    (2^24 categories); beyond it the equivalent exponential-race trick ``top-n(w / Exp(1))``.
+
+    Returns:
+        LongTensor: ``[n]`` indices.
+    """
+    n = int(n)
+    if n >= weights.numel():
+        return torch.arange(weights.numel(), device=weights.device)
+    if weights.numel() <= 2**24:
+        return torch.multinomial(weights, n, replacement=False)
+    race = weights / torch.empty_like(weights).exponential_(1.0)
+    return race.topk(n).indices
+
+
+def weighted_sparse_sum(mats, weights):
+    """``sum_k w_k A_k`` of sparse COO ``[N, N]`` matrices (duplicates summed, coalesced)."""
+    index = torch.cat([m.indices() for m in mats], dim=1)
+    values = torch.cat([w * m.values() for m, w in zip(mats, weights)])
+    return torch.sparse_coo_tensor(index, values, mats[0].shape, check_invariants=False).coalesce()
+
+
+def info_nce(anchor, positive, candidates, tau, weights=None):
+    """InfoNCE summed over the batch: ``sum_b -log softmax_j(cos(a_b, c_j) / tau)[positive]``.
+
+    Args:
+        anchor, positive (Tensor): ``[B, d]``; ``positive[b]`` is ``anchor[b]``'s positive.
+        candidates (Tensor): ``[N, d]`` the denominator's candidates (the positives among them).
+        tau (float): temperature.
+        weights (Tensor | None): ``[B]`` multiplicity of each row (a batch's repeated rows
+            computed once, counted ``weights[b]`` times).
+
+    Returns:
+        Tensor: scalar, ``sum_b w_b (logsumexp_j(cos(a_b, c_j)/tau) - cos(a_b, p_b)/tau)``.
+    """
+    a = F.normalize(anchor, dim=1)
+    p = F.normalize(positive, dim=1)
+    c = F.normalize(candidates, dim=1)
+    terms = logsumexp_dot(a, c, 1.0 / tau, bounded=True) - (a * p).sum(dim=1) / tau
+    return terms.sum() if weights is None else (terms * weights).sum()
+
+
+class _CSRMatMul(torch.autograd.Function):
+    """``A @ x`` with a fixed sparse CSR ``A`` (no gradient for ``A``); backward ``A^T @ g``."""
+
+    @staticmethod
+    def forward(ctx, x, a, a_t):
+        ctx.a_t = a_t
+        return a @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.a_t @ grad, None, None
+
+
+class SparseOperator:
+    """A fixed sparse matrix ``A`` ``[N, M]`` as a differentiable linear map ``x -> A @ x`` (CSR).
+
+    ``op @ x`` runs CSR kernels forwards and backwards (the transpose is kept as its own CSR, or
+    ``A`` itself when ``symmetric``): on CPU about 3x faster than ``torch.sparse.mm`` on COO,
+    whose backward transposes and re-sorts every call. Gradients flow to ``x`` only.
+
+    Args:
+        a (Tensor): sparse COO (or CSR) ``[N, M]``.
+        symmetric (bool): ``A == A^T`` (a normalised undirected graph); saves the transpose.
+    """
+
+    def __init__(self, a, symmetric=False):
+        a = a.coalesce() if a.layout == torch.sparse_coo else a.to_sparse_coo().coalesce()
+        self.coo = a
+        self.shape = tuple(a.shape)
+        self.symmetric = bool(symmetric)
+        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+            warnings.simplefilter("ignore", UserWarning)
+            self.csr = a.to_sparse_csr()
+            self.csr_t = self.csr if symmetric else a.t().coalesce().to_sparse_csr()
+
+    @property
+    def device(self):
+        return self.coo.device
+
+    def to(self, device):
+        return SparseOperator(self.coo.to(device), self.symmetric)
+
+    @property
+    def T(self):
+        """The transpose as an operator (shares the CSR arrays)."""
+        op = SparseOperator.__new__(SparseOperator)
+        op.coo, op.shape, op.symmetric = None, self.shape[::-1], self.symmetric
+        op.csr, op.csr_t = self.csr_t, self.csr
+        return op
+
+    def __matmul__(self, x):
+        return _CSRMatMul.apply(x, self.csr, self.csr_t)
+
+
+def propagate(op, x, n_layers, mean=True):
+    """``mean_{l=0..L} A^l x`` (LightGCN) or, with ``mean=False``, ``A^L x`` (last layer only)."""
+    out, acc = x, x
+    for _ in range(n_layers):
+        out = op @ out
+        acc = acc + out
+    return acc / (n_layers + 1) if mean else out
+
+
+def gather_rows(fn, *index):
+    """``fn(unique rows)`` gathered back for each index tensor: ``fn`` runs once per distinct row.
+
+    ``fn(rows [U]) -> [U, ...]``; returns one ``[len(ix), ...]`` tensor per index in ``index``
+    (equal to ``fn(ix)`` row for row; cheaper when the index repeats rows).
+    """
+    flat = torch.cat(index)
+    uniq, inverse = torch.unique(flat, return_inverse=True)
+    out = fn(uniq)[inverse]
+    return torch.split(out, [ix.numel() for ix in index])
+
+
+class _LogSumExpDot(torch.autograd.Function):
+    """``lse_b = log sum_j exp(scale * a_b . c_j)`` in row blocks: never a full ``[B, N]`` matrix.
+
+    ``bounded``: the caller guarantees ``|a_b . c_j| <= 1`` (unit vectors) and ``scale < 80``, so
+    ``exp`` cannot overflow in float32 and the max-shift of a stable logsumexp is skipped.
+    The candidates are kept transposed (``[k, N]``, contiguous): with a thin ``k`` (a low-rank
+    factor) every product then streams along ``N``, several times faster on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, a, c, scale, rows, bounded):
+        out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        a_scaled = a * scale
+        c_t = c.T.contiguous()  # [k, N]
+        for s in range(0, a.shape[0], rows):
+            logits = a_scaled[s : s + rows] @ c_t
+            if bounded:
+                out[s : s + rows] = logits.exp_().sum(dim=1).log_()
+            else:
+                out[s : s + rows] = torch.logsumexp(logits, dim=1)
+        ctx.save_for_backward(a_scaled, c_t, out)
+        ctx.scale, ctx.rows, ctx.bounded = scale, rows, bounded
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a_scaled, c_t, lse = ctx.saved_tensors
+        rows = ctx.rows
+        grad_a = torch.empty_like(a_scaled)
+        grad_c_t = torch.zeros_like(c_t)  # [k, N]
+        if ctx.bounded:  # softmax_bj g_b = exp(l_bj) w_b: the row weights go onto the thin factors
+            weight = (grad * torch.exp(-lse))[:, None]
+        for s in range(0, a_scaled.shape[0], rows):
+            a_s = a_scaled[s : s + rows]
+            if ctx.bounded:
+                e = (a_s @ c_t).exp_()  # [r, N]
+                w = weight[s : s + rows]
+                grad_a[s : s + rows] = (e @ c_t.T) * w
+                grad_c_t += (a_s * w).T @ e
+            else:
+                p = (a_s @ c_t).sub_(lse[s : s + rows, None]).exp_().mul_(grad[s : s + rows, None])
+                grad_a[s : s + rows] = p @ c_t.T
+                grad_c_t += a_s.T @ p
+        return grad_a * ctx.scale, grad_c_t.T, None, None, None
+
+
+def logsumexp_dot(a, c, scale=1.0, block_bytes=8 * 2**20, bounded=False):
+    """``logsumexp_j(scale * a @ c^T)`` ``[B]`` for ``a [B, k]``, ``c [N, k]``, ``O(block x N)`` memory.
+
+    ``bounded=True`` promises ``|a_b . c_j| <= 1`` (cosines); with ``scale < 80`` it skips the max
+    shift (float32 ``exp`` cannot overflow), otherwise the stable logsumexp is used.
+    """
+    rows = max(1, int(block_bytes // (4 * max(c.shape[0], 1))))
+    return _LogSumExpDot.apply(a, c, float(scale), rows, bool(bounded) and abs(float(scale)) < 80.0)
+
+
+def info_nce_lowrank(anchor, positive, cand_left, cand_right, tau, weights=None):
+    """:func:`info_nce` whose candidates are the rows of ``cand_left @ cand_right`` (``[N, r] x [r, d]``).
+
+    Identical value (up to rounding): ``cos(a, c_j) = (a_hat . (L_j R)) / ||L_j R||`` is computed as
+    ``(a_hat R^T) . (L_j / ||L_j R||)``, so the ``B x N`` similarity costs ``B N r`` instead of
+    ``B N d`` (LGMRec's hypergraph embeddings have rank ``r`` = the number of hyperedges).
+    """
+    a = F.normalize(anchor, dim=1)
+    p = F.normalize(positive, dim=1)
+    norms = (cand_left @ cand_right).norm(dim=1, keepdim=True).clamp_min(1e-12)  # [N, 1]
+    lse = logsumexp_dot(a @ cand_right.T, cand_left / norms, 1.0 / tau, bounded=True)
+    terms = lse - (a * p).sum(dim=1) / tau
+    return terms.sum() if weights is None else (terms * weights).sum()

@@ -1,0 +1,139 @@
+"""BM3: "Bootstrap Latent Representations for Multi-modal Recommendation", Xin Zhou, Hongyu Zhou,
+Yong Liu, Zhiwei Zeng, Chunyan Miao, Pengwei Wang, Yuan You and Feijun Jiang, WWW 2023,
+arXiv:2207.05969.
+
+Self-supervised, **without negative items**: a positive pair ``(u, i)`` is the only input.
+With ``d = embedding_size``, ``A_hat`` the normalised bipartite adjacency and ``p`` the shared
+predictor (a ``d x d`` linear layer)::
+
+    online:  [h_U; h_I] = mean_{l=0..L} A_hat^l [E_user; E_item],   h_I += E_item   ([n, d])
+             h_m(i)     = W_m f_m(i) + b_m                            (per modality, [B, d])
+    target:  t = dropout(stop_grad(online), p=dropout)               (the perturbed "target view")
+    L_rec   = (1 - cos(p(h_u), t_i)) + (1 - cos(p(h_i), t_u))        (graph reconstruction)
+    L_align = sum_m (1 - cos(p(h_m(i)), t_i))                         (inter-modality alignment)
+            + sum_m (1 - cos(p(h_m(i)), dropout(stop_grad(h_m(i)))))  (intra-modality masked reconstruction)
+    L = L_rec + cl_weight * L_align + reg_weight * (||h_U||_F + ||h_I||_F) / n_items
+    score(u, i) = p(h_u) . p(h_i)
+
+(each ``1 - cos`` averaged over the batch; the regulariser is the reference code's ``EmbLoss``
+over all online ID embeddings; every target draws one dropout mask per user / item, as the
+reference, whose masks cover the whole tables, while the modality encoders run only on the
+batch's distinct items). ``f_m`` are fine-tuned feature tables (``finetune_features``).
+Any number of modalities: one ``W_m`` and two alignment terms per modality.
+
+Input: RecBole ``POINTWISE`` with ``train_neg_sample_args: ~`` (no negatives are sampled); the
+loss reads only ``USER_ID`` and ``ITEM_ID``.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.utils import InputType
+
+from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.layers import SparseOperator, embedding_norm_loss, propagate
+
+
+def _get(config, key, default):
+    value = config[key]
+    return default if value is None else value
+
+
+def _cos_loss(a, b):
+    """``1 - mean_b cos(a_b, b_b)``."""
+    return 1.0 - F.cosine_similarity(a, b, dim=-1).mean()
+
+
+class BM3(MultiModalRecommender):
+    r"""BM3 as a RecBole general recommender (pointwise input of positive pairs only).
+
+    Config keys (see ``properties/model/BM3.yaml``): ``embedding_size``, ``n_layers``,
+    ``dropout``, ``reg_weight``, ``cl_weight``, ``finetune_features``.
+    """
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = d = int(_get(config, "embedding_size", 64))
+        self.n_layers = int(_get(config, "n_layers", 1))
+        self.dropout = float(_get(config, "dropout", 0.5))
+        self.reg_weight = float(_get(config, "reg_weight", 0.1))
+        self.cl_weight = float(_get(config, "cl_weight", 2.0))
+
+        self.user_embedding = nn.Embedding(self.n_users, d)
+        self.item_id_embedding = nn.Embedding(self.n_items, d)
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_id_embedding.weight)
+        self.predictor = nn.Linear(d, d)
+        nn.init.xavier_normal_(self.predictor.weight)
+
+        # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
+        self.finetune_features = bool(_get(config, "finetune_features", True))
+        self.feature_tables = nn.ParameterDict()
+        self.feature_proj = nn.ModuleDict()
+        for m, f in self.item_feats.items():
+            if self.finetune_features:
+                self.feature_tables[m] = nn.Parameter(f.clone())
+            self.feature_proj[m] = nn.Linear(f.shape[1], d)
+            nn.init.xavier_normal_(self.feature_proj[m].weight)
+        self.adj_op = SparseOperator(self.norm_adj, symmetric=True)
+        self._cache = None
+
+    def forward(self):
+        """Online ID embeddings ``(h_U [n_users, d], h_I [n_items, d])``."""
+        ego = torch.cat([self.user_embedding.weight, self.item_id_embedding.weight], dim=0)
+        out = propagate(self.adj_op, ego, self.n_layers)
+        users, items = torch.split(out, [self.n_users, self.n_items], dim=0)
+        return users, items + self.item_id_embedding.weight
+
+    def modality_online(self, modality, items):
+        """``h_m(i) = W_m f_m(i) + b_m`` for ``items [B]``: ``[B, d]``."""
+        table = self.feature_tables[modality] if self.finetune_features else self.item_feats[modality]
+        return self.feature_proj[modality](table[items])
+
+    def calculate_loss(self, interaction):
+        """BM3's loss of a batch of positive pairs; no negative item is read."""
+        self._cache = None
+        users = interaction[self.USER_ID]
+        items = interaction[self.ITEM_ID]
+        u_online_all, i_online_all = self.forward()
+        with torch.no_grad():  # target view: perturbed, no gradient
+            u_target = F.dropout(u_online_all.detach(), self.dropout)[users]
+            i_target = F.dropout(i_online_all.detach(), self.dropout)[items]
+        u_pred = self.predictor(u_online_all[users])
+        i_pred = self.predictor(i_online_all[items])
+        loss = _cos_loss(u_pred, i_target) + _cos_loss(i_pred, u_target)
+        align = 0.0
+        uniq, inverse = torch.unique(items, return_inverse=True)  # one row (and one target mask) per item
+        for m in self.modalities:
+            h_m = self.modality_online(m, uniq)  # [U, d]
+            with torch.no_grad():
+                m_target = F.dropout(h_m.detach(), self.dropout)[inverse]
+            m_pred = self.predictor(h_m)[inverse]
+            align = align + _cos_loss(m_pred, i_target) + _cos_loss(m_pred, m_target)
+        reg = embedding_norm_loss(u_online_all, i_online_all)
+        return loss + self.reg_weight * reg + self.cl_weight * align
+
+    # -- inference -------------------------------------------------------------------------
+    def train(self, mode=True):
+        self._cache = None
+        return super().train(mode)
+
+    def _inference_embeddings(self):
+        if self._cache is not None and not self.training:
+            return self._cache
+        with torch.no_grad():
+            users, items = self.forward()
+            out = (self.predictor(users), self.predictor(items))
+        if not self.training:
+            self._cache = out
+        return out
+
+    def predict(self, interaction):
+        users, items = self._inference_embeddings()
+        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
+
+    def full_sort_predict(self, interaction):
+        users, items = self._inference_embeddings()
+        return users[interaction[self.USER_ID]] @ items.T

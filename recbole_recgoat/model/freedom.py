@@ -1,0 +1,242 @@
+"""FREEDOM: "A Tale of Two Graphs: Freezing and Denoising Graph Structures for Multimodal
+Recommendation", Xin Zhou and Zhiqi Shen, ACM Multimedia 2023, arXiv:2211.06924.
+
+Two graphs:
+
+* a **frozen item-item graph** ``S`` (built once from the raw modality features, never trained):
+  per modality ``m``, the cosine kNN graph of the L2-normalised features (``knn_k`` neighbours,
+  the item itself among them), unweighted, symmetrised and symmetric-normalised,
+  ``S_m = D^-1/2 A_m D^-1/2``; the modalities are mixed ``S = sum_m w_m S_m`` (``sum w_m = 1``);
+* a **denoised user-item graph**: before every training epoch, ``(1 - dropout) |E|`` training
+  edges are kept, sampled without replacement with probability ``prop. to 1 / sqrt(d_u d_i)``
+  (degree-sensitive pruning: edges between popular nodes go first), and re-normalised.
+  Prediction uses the full graph.
+
+Embeddings (``d = embedding_size``)::
+
+    h       = S^{L_mm} E_item                                   [n_items, d]
+    U, I    = mean_{l=0..L_ui} A_hat^l [E_user; E_item]         [n_users, d], [n_items, d]
+    user    = U ;  item = I + h ;  score(u, i) = user_u . item_i
+
+Loss (no L2 term, as published)::
+
+    L = BPR(user_u, item_i+, item_i-) + reg_weight * sum_m BPR(user_u, W_m f_m(i+), W_m f_m(i-))
+
+with ``f_m`` the (fine-tuned) modality feature table and ``W_m`` a linear map to ``d``; the
+projected features enter only the loss.
+
+Any number of modalities; the published mix ``0.1 image + 0.9 text`` generalises to: the text
+modality (``text_modality``) weighs ``1 - mm_image_weight`` and every other modality shares
+``mm_image_weight`` equally (a dataset without text: equal weights; one modality: weight 1), or
+an explicit ``modality_weights`` mapping.
+"""
+
+import torch
+import torch.nn as nn
+from recbole.utils import InputType
+
+from recbole_recgoat.errors import InputError
+from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.layers import (
+    SparseOperator,
+    bipartite_norm_adj,
+    bpr_loss,
+    gather_rows,
+    normalized_graph,
+    propagate,
+    sample_without_replacement,
+    weighted_sparse_sum,
+)
+
+
+def _get(config, key, default):
+    value = config[key]
+    return default if value is None else value
+
+
+def modality_mix_weights(modalities, image_weight=0.1, text_modality="text", explicit=None):
+    """Weights ``{modality: w}`` (summing to 1) of the per-modality item-item graphs.
+
+    ``explicit`` (a mapping) wins, normalised to sum 1; otherwise the text modality gets
+    ``1 - image_weight`` and the other modalities share ``image_weight`` (FREEDOM's
+    ``mm_image_weight`` with image + text); without a text modality, equal weights.
+    """
+    modalities = list(modalities)
+    if explicit:
+        unknown = [m for m in explicit if m not in modalities]
+        missing = [m for m in modalities if m not in explicit]
+        if unknown or missing:
+            raise InputError(
+                f"modality_weights: got {dict(explicit)}; expected one non-negative weight for each of "
+                f"{', '.join(modalities)}"
+            )
+        total = float(sum(float(explicit[m]) for m in modalities))
+        if total <= 0 or any(float(explicit[m]) < 0 for m in modalities):
+            raise InputError(f"modality_weights: got {dict(explicit)}; expected non-negative weights with a positive sum")
+        return {m: float(explicit[m]) / total for m in modalities}
+    if len(modalities) == 1:
+        return {modalities[0]: 1.0}
+    if text_modality in modalities:
+        others = [m for m in modalities if m != text_modality]
+        w = {m: float(image_weight) / len(others) for m in others}
+        w[text_modality] = 1.0 - float(image_weight)
+        return {m: w[m] for m in modalities}
+    return {m: 1.0 / len(modalities) for m in modalities}
+
+
+class FREEDOM(MultiModalRecommender):
+    r"""FREEDOM as a RecBole general recommender (pairwise BPR input).
+
+    Config keys (see ``properties/model/FREEDOM.yaml``): ``embedding_size``, ``feat_embed_dim``,
+    ``knn_k``, ``mm_image_weight``, ``text_modality``, ``modality_weights``, ``n_mm_layers``,
+    ``n_ui_layers``, ``dropout``, ``reg_weight``, ``finetune_features``, ``knn_symmetric``.
+    """
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = int(_get(config, "embedding_size", 64))
+        self.feat_embed_dim = int(_get(config, "feat_embed_dim", self.embedding_size))
+        if self.feat_embed_dim != self.embedding_size:
+            raise InputError(
+                f"feat_embed_dim: {self.feat_embed_dim}; expected embedding_size ({self.embedding_size}): "
+                "FREEDOM scores projected features against user embeddings"
+            )
+        self.knn_k = int(_get(config, "knn_k", 10))
+        self.n_mm_layers = int(_get(config, "n_mm_layers", 1))
+        self.n_ui_layers = int(_get(config, "n_ui_layers", 2))
+        self.dropout = float(_get(config, "dropout", 0.8))
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout: {self.dropout}; expected the fraction of training edges pruned, in [0, 1)")
+        self.reg_weight = float(_get(config, "reg_weight", 0.0))
+        self.knn_symmetric = bool(_get(config, "knn_symmetric", True))
+        self.mix_weights = modality_mix_weights(
+            self.modalities,
+            float(_get(config, "mm_image_weight", 0.1)),
+            str(_get(config, "text_modality", "text")),
+            config["modality_weights"],
+        )
+
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_id_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_id_embedding.weight)
+
+        # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
+        self.finetune_features = bool(_get(config, "finetune_features", True))
+        self.feature_tables = nn.ParameterDict(
+            {m: nn.Parameter(f.clone()) for m, f in self.item_feats.items()} if self.finetune_features else {}
+        )
+        self.feature_proj = nn.ModuleDict(
+            {m: nn.Linear(f.shape[1], self.feat_embed_dim) for m, f in self.item_feats.items()}
+        )
+
+        # frozen item-item graph, [n_items, n_items] sparse (COO kept for inspection, CSR to compute)
+        self.mm_adj = self.build_item_graph()
+        self.mm_op = SparseOperator(self.mm_adj, symmetric=self.knn_symmetric)
+        self.full_op = SparseOperator(self.norm_adj, symmetric=True)
+
+        # degree-sensitive pruning: sampling weight 1/sqrt(d_u d_i) of every training edge
+        self.edge_users = self.train_users.to(self.device)
+        self.edge_items = self.train_items.to(self.device)
+        du = torch.bincount(self.edge_users, minlength=self.n_users).float()
+        di = torch.bincount(self.edge_items, minlength=self.n_items).float()
+        self.edge_weights = (du[self.edge_users] * di[self.edge_items]).rsqrt()  # [E]
+        self.masked_adj = None  # sparse COO of the current epoch's pruned graph
+        self.masked_op = None
+        self.kept_edges = None  # [E'] indices of the edges of the current epoch's graph
+        self._cache = None
+
+    def feature_table(self, modality):
+        """``[n_items, F_m]``: the fine-tuned table (``finetune_features``) or the frozen features."""
+        return self.feature_tables[modality] if self.finetune_features else self.item_feats[modality]
+
+    # -- graphs ----------------------------------------------------------------------------
+    def modality_graph(self, modality):
+        """Normalised kNN graph of one modality, sparse ``[n_items, n_items]`` (cached edge list)."""
+        x = self.item_feats[modality]
+        edge_index = self.knn_graph(
+            x, self.knn_k, self.item_valid_mask(), tag=f"item-{modality}-", symmetric=self.knn_symmetric
+        )
+        return normalized_graph(edge_index, self.n_items)
+
+    def build_item_graph(self):
+        """``S = sum_m w_m D_m^-1/2 A_m D_m^-1/2``, sparse ``[n_items, n_items]``."""
+        mods = [m for m in self.modalities if self.mix_weights[m] > 0]
+        return weighted_sparse_sum([self.modality_graph(m) for m in mods], [self.mix_weights[m] for m in mods])
+
+    def prune_edges(self):
+        """Indices ``[(1 - dropout) E]`` of kept training edges (degree-sensitive, without replacement)."""
+        n_keep = int(self.edge_weights.numel() * (1.0 - self.dropout))
+        return sample_without_replacement(self.edge_weights, n_keep)
+
+    def pre_epoch_processing(self):
+        """Re-sample the pruned, re-normalised user-item graph (called before every training epoch)."""
+        self._cache = None
+        if self.dropout <= 0.0:
+            self.kept_edges = torch.arange(self.edge_weights.numel(), device=self.device)
+            self.masked_adj, self.masked_op = self.norm_adj, self.full_op
+            return
+        self.kept_edges = self.prune_edges()
+        self.masked_adj = bipartite_norm_adj(
+            self.edge_users[self.kept_edges], self.edge_items[self.kept_edges], self.n_users, self.n_items
+        ).to(self.device)
+        self.masked_op = SparseOperator(self.masked_adj, symmetric=True)
+
+    def epoch_diagnostics(self):
+        if self.kept_edges is None:
+            return {}
+        kept = int(self.kept_edges.numel())
+        return {"kept_edges": kept, "kept_fraction": kept / self.edge_weights.numel()}
+
+    # -- model -----------------------------------------------------------------------------
+    def forward(self, adj_op):
+        """Final embeddings over the user-item graph ``adj_op`` (a :class:`SparseOperator`):
+        ``([n_users, d], [n_items, d])``."""
+        h = propagate(self.mm_op, self.item_id_embedding.weight, self.n_mm_layers, mean=False)
+        ego = torch.cat([self.user_embedding.weight, self.item_id_embedding.weight], dim=0)
+        out = propagate(adj_op, ego, self.n_ui_layers)
+        users, items = torch.split(out, [self.n_users, self.n_items], dim=0)
+        return users, items + h
+
+    def calculate_loss(self, interaction):
+        self._cache = None
+        if self.masked_op is None:
+            self.pre_epoch_processing()
+        users = interaction[self.USER_ID]
+        pos = interaction[self.ITEM_ID]
+        neg = interaction[self.NEG_ITEM_ID]
+        user_all, item_all = self.forward(self.masked_op)
+        u = user_all[users]
+        loss = bpr_loss((u * item_all[pos]).sum(1), (u * item_all[neg]).sum(1))
+        if self.reg_weight != 0.0:  # with weight 0 the term (and its gradient) is exactly zero
+            mm_loss = 0.0
+            for m in self.modalities:
+                proj, table = self.feature_proj[m], self.feature_table(m)
+                fp, fn = gather_rows(lambda rows: proj(table[rows]), pos, neg)  # each distinct item once
+                mm_loss = mm_loss + bpr_loss((u * fp).sum(1), (u * fn).sum(1))
+            loss = loss + self.reg_weight * mm_loss
+        return loss
+
+    # -- inference (full graph) --------------------------------------------------------------
+    def train(self, mode=True):
+        self._cache = None
+        return super().train(mode)
+
+    def _inference_embeddings(self):
+        if self._cache is not None and not self.training:
+            return self._cache
+        with torch.no_grad():
+            out = self.forward(self.full_op)
+        if not self.training:
+            self._cache = out
+        return out
+
+    def predict(self, interaction):
+        user_all, item_all = self._inference_embeddings()
+        return (user_all[interaction[self.USER_ID]] * item_all[interaction[self.ITEM_ID]]).sum(1)
+
+    def full_sort_predict(self, interaction):
+        user_all, item_all = self._inference_embeddings()
+        return user_all[interaction[self.USER_ID]] @ item_all.T

@@ -1,0 +1,261 @@
+"""LGMRec: "LGMRec: Local and Global Graph Learning for Multimodal Recommendation", Zhiqiang Guo,
+Jianjun Li, Guohui Li, Chaoyang Wang, Si Shi and Bin Ruan, AAAI 2024, arXiv:2312.16400.
+
+Notation: ``R`` the binary training matrix ``[n_users, n_items]``, ``A_hat`` the symmetric-
+normalised bipartite adjacency, ``f_m`` the frozen raw features of modality ``m`` ``[n_items, F_m]``,
+``d = embedding_size``, ``H = hyper_num``.
+
+* Collaborative graph embedding (CGE): ``E_c = mean_{l=0..L_ui} A_hat^l [E_user; E_item]``.
+* Modality graph embedding (MGE), per modality: ``X_m = f_m W_m`` ``[n_items, d]``;
+  users ``deg(u)^-1 R X_m`` (mean over the user's training items); then ``L_mm`` propagations
+  ``A_hat^{L_mm} [U_m; X_m]`` keeping only the last layer.
+* Local embedding ``E_loc = E_c + sum_m normalize(E_m)``.
+* Global hypergraph embedding (GHE), per modality: item incidence
+  ``H_i = softmax_gumbel(f_m P_m / tau)`` ``[n_items, H]``, user incidence
+  ``H_u = softmax_gumbel((R f_m P_m) / tau)`` ``[n_users, H]`` (rows sum to 1), each with dropout
+  ``p = 1 - keep_rate`` during training; ``L_h`` passes from the collaborative item embeddings
+  ``Z_i^0 = E_c[items]``: ``Λ = H_i^T Z_i``, ``Z_i = H_i Λ``, ``Z_u = H_u Λ``.
+  ``E_glob = sum_m [Z_u^m; Z_i^m]``.
+* Final ``E = E_loc + alpha * normalize(E_glob)``; ``score(u, i) = E_u . E_i``.
+
+Loss: ``BPR + cl_weight * sum_{a<b} [InfoNCE(Z_u^a[B], Z_u^b[B]; all Z_u^b) +
+InfoNCE(Z_i^a[B+], Z_i^b[B+]; all Z_i^b)] + reg_weight * (||E_u|| + ||E_i+|| + ||E_i-||) / B``
+(InfoNCE with ``tau``, summed over the batch; unsquared Frobenius norms, as the reference code).
+
+Fixes over the reference code (each a switch, documented in ``properties/model/LGMRec.yaml``):
+
+* ``lgmrec_gumbel_at_inference: False``: at evaluation the incidences are the noiseless
+  ``softmax(logits / tau)``, so scores are the same from call to call (the reference samples
+  Gumbel noise at inference too: ``True``).
+* ``lgmrec_missing_modality: use_available``: any number of modalities; with one modality there
+  is no contrastive pair and the CL term is 0 (the reference crashes with a ``NameError``; its
+  ``else`` branch meant ``cf_only``: collaborative embeddings only).
+"""
+
+import itertools
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.utils import InputType
+
+from recbole_recgoat.errors import InputError
+from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.layers import (
+    SparseOperator,
+    bpr_loss,
+    embedding_norm_loss,
+    info_nce,
+    info_nce_lowrank,
+    propagate,
+    sparse_from_edges,
+)
+
+MISSING_MODALITY_MODES = ("use_available", "cf_only")
+
+
+def _get(config, key, default):
+    value = config[key]
+    return default if value is None else value
+
+
+class LGMRec(MultiModalRecommender):
+    r"""LGMRec as a RecBole general recommender (pairwise BPR input).
+
+    Config keys (see ``properties/model/LGMRec.yaml``): ``embedding_size``, ``feat_embed_dim``,
+    ``n_ui_layers``, ``n_mm_layers``, ``n_hyper_layer``, ``hyper_num``, ``keep_rate``, ``alpha``,
+    ``cl_weight``, ``reg_weight``, ``tau``, ``lgmrec_gumbel_at_inference``,
+    ``lgmrec_missing_modality``.
+    """
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = int(_get(config, "embedding_size", 64))
+        self.feat_embed_dim = int(_get(config, "feat_embed_dim", self.embedding_size))
+        if self.feat_embed_dim != self.embedding_size:
+            raise InputError(
+                f"feat_embed_dim: {self.feat_embed_dim}; expected embedding_size ({self.embedding_size}): "
+                "LGMRec adds modality and collaborative embeddings"
+            )
+        self.n_ui_layers = int(_get(config, "n_ui_layers", 2))
+        self.n_mm_layers = int(_get(config, "n_mm_layers", 2))
+        self.n_hyper_layer = int(_get(config, "n_hyper_layer", 1))
+        if self.n_hyper_layer < 1:
+            raise InputError(f"n_hyper_layer: {self.n_hyper_layer}; expected at least 1 hypergraph pass")
+        self.hyper_num = int(_get(config, "hyper_num", 4))
+        self.keep_rate = float(_get(config, "keep_rate", 0.5))
+        if not 0.0 < self.keep_rate <= 1.0:
+            raise InputError(f"keep_rate: {self.keep_rate}; expected a probability in (0, 1]")
+        self.alpha = float(_get(config, "alpha", 0.3))
+        self.cl_weight = float(_get(config, "cl_weight", 1e-4))
+        self.reg_weight = float(_get(config, "reg_weight", 1e-6))
+        self.tau = float(_get(config, "tau", 0.2))
+        self.gumbel_at_inference = bool(_get(config, "lgmrec_gumbel_at_inference", False))
+        self.missing_modality = str(_get(config, "lgmrec_missing_modality", "use_available"))
+        if self.missing_modality not in MISSING_MODALITY_MODES:
+            raise InputError(
+                f"lgmrec_missing_modality: {self.missing_modality!r}; expected one of {', '.join(MISSING_MODALITY_MODES)}"
+            )
+        # the reference's intended fallback when not every modality is present: CGE only
+        self.use_modalities = not (self.missing_modality == "cf_only" and len(self.modalities) < 2)
+
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_id_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_id_embedding.weight)
+        self.drop = nn.Dropout(p=1.0 - self.keep_rate)
+        self.item_trs = nn.ParameterDict()
+        self.hyper = nn.ParameterDict()
+        for m, f in self.item_feats.items():
+            self.item_trs[m] = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(f.shape[1], self.feat_embed_dim)))
+            self.hyper[m] = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(f.shape[1], self.hyper_num)))
+
+        users = self.train_users.to(self.device)
+        items = self.train_items.to(self.device)
+        ones = torch.ones(users.numel(), device=self.device)
+        self.R = sparse_from_edges(users, items, ones, (self.n_users, self.n_items)).to(self.device)  # binary
+        self.R_op = SparseOperator(self.R)
+        self.adj_op = SparseOperator(self.norm_adj, symmetric=True)
+        deg = torch.bincount(users, minlength=self.n_users).float()
+        self.inv_user_deg = (1.0 / (deg + 1e-7)).unsqueeze(1)  # [n_users, 1]
+        self._cache = None
+
+    # -- parts -----------------------------------------------------------------------------
+    def cge(self):
+        """Collaborative graph embedding ``[n_users + n_items, d]`` (LightGCN, mean over layers)."""
+        ego = torch.cat([self.user_embedding.weight, self.item_id_embedding.weight], dim=0)
+        return propagate(self.adj_op, ego, self.n_ui_layers)
+
+    def mge(self, modality):
+        """Modality graph embedding ``[n_users + n_items, d]`` of one modality (last of ``n_mm_layers``
+        propagations); :meth:`forward` computes all modalities at once, identically."""
+        item_x = self.item_feats[modality] @ self.item_trs[modality]  # [n_items, d]
+        user_x = (self.R_op @ item_x) * self.inv_user_deg  # mean over the user's items
+        return propagate(self.adj_op, torch.cat([user_x, item_x], dim=0), self.n_mm_layers, mean=False)
+
+    def incidence(self, modality, noisy=None):
+        """Item and user hyperedge incidences ``([n_items, H], [n_users, H])``, rows summing to 1.
+
+        ``noisy``: Gumbel-softmax (training, or inference with the reference switch) or the plain
+        ``softmax(logits / tau)``; default: noisy when training or ``lgmrec_gumbel_at_inference``.
+        No dropout here (see :meth:`forward`).
+        """
+        item_logits = self.item_feats[modality] @ self.hyper[modality]  # [n_items, H]
+        user_logits = self.R_op @ item_logits  # [n_users, H]: summed over the user's items
+        return self._soft_assign(item_logits, noisy), self._soft_assign(user_logits, noisy)
+
+    def _soft_assign(self, logits, noisy=None):
+        if noisy is None:
+            noisy = self.training or self.gumbel_at_inference
+        if noisy:
+            return F.gumbel_softmax(logits, tau=self.tau, dim=1, hard=False)
+        return torch.softmax(logits / self.tau, dim=1)
+
+    def hypergraph(self, item_inc, user_inc, item_emb):
+        """``n_hyper_layer`` hypergraph passes from ``item_emb`` ``[n_items, d]``.
+
+        Returns ``(Z_u [n_users, d], Z_i [n_items, d], lat [H, d])`` with ``Z_u = user_inc @ lat``
+        and ``Z_i = item_inc @ lat`` (``lat`` the last pass's hyperedge embeddings).
+        """
+        z_i = item_emb
+        for _ in range(self.n_hyper_layer):
+            lat = item_inc.T @ z_i  # [H, d]
+            z_i = item_inc @ lat
+        return user_inc @ lat, z_i, lat
+
+    def forward(self):
+        """``(users [n_users, d], items [n_items, d], {modality: (Z_u, Z_i, H_u, H_i, lat)})``.
+
+        All modalities share one pass over the features (``f_m [W_m | P_m]``), one sparse product
+        with ``R`` and one propagation per layer (their columns side by side).
+        """
+        cge = self.cge()
+        hyper = {}
+        if not self.use_modalities:
+            users, items = torch.split(cge, [self.n_users, self.n_items], dim=0)
+            return users, items, hyper
+        d, h, mods = self.feat_embed_dim, self.hyper_num, self.modalities
+        item_in = torch.cat(
+            [self.item_feats[m] @ torch.cat([self.item_trs[m], self.hyper[m]], dim=1) for m in mods], dim=1
+        )  # [n_items, M (d + H)]: per modality d columns of f_m W_m, then H logits f_m P_m
+        user_in = self.R_op @ item_in  # [n_users, M (d + H)], sums over each user's items
+        cols = [(k * (d + h), k * (d + h) + d) for k in range(len(mods))]
+        mge_in = torch.cat(
+            [torch.cat([user_in[:, a:b] * self.inv_user_deg, item_in[:, a:b]], dim=0) for a, b in cols], dim=1
+        )  # [n_users + n_items, M d]
+        mge = propagate(self.adj_op, mge_in, self.n_mm_layers, mean=False)
+        local = cge
+        for k in range(len(mods)):
+            local = local + F.normalize(mge[:, k * d : (k + 1) * d], dim=1)
+        glob = 0.0
+        cge_items = cge[self.n_users :]
+        for k, m in enumerate(mods):
+            b = cols[k][1]
+            item_inc = self.drop(self._soft_assign(item_in[:, b : b + h]))
+            user_inc = self.drop(self._soft_assign(user_in[:, b : b + h]))
+            z_u, z_i, lat = self.hypergraph(item_inc, user_inc, cge_items)
+            hyper[m] = (z_u, z_i, user_inc, item_inc, lat)
+            glob = glob + torch.cat([z_u, z_i], dim=0)
+        final = local + self.alpha * F.normalize(glob, dim=1)
+        users, items = torch.split(final, [self.n_users, self.n_items], dim=0)
+        return users, items, hyper
+
+    def contrastive_loss(self, hyper, users, pos):
+        """Sum over modality pairs ``a < b`` of the user and item InfoNCE of the hypergraph embeddings.
+
+        A user's (an item's) term depends only on its id, so each distinct id of the batch is
+        computed once and counted as often as it occurs. The candidates ``Z^b = H^b lat^b`` have
+        rank ``H``: while ``H < d`` the similarities go through the factors
+        (:func:`info_nce_lowrank`, same value, ``d / H`` times fewer multiplications).
+        """
+        loss = 0.0
+        lowrank = self.hyper_num < self.feat_embed_dim
+        uu, cu = torch.unique(users, return_counts=True)
+        ui, ci = torch.unique(pos, return_counts=True)
+        cu, ci = cu.to(self.user_embedding.weight.dtype), ci.to(self.user_embedding.weight.dtype)
+        for a, b in itertools.combinations([m for m in self.modalities if m in hyper], 2):
+            ua, ia = hyper[a][0], hyper[a][1]
+            ub, ib, hub, hib, lat_b = hyper[b]
+            if lowrank:
+                loss = loss + info_nce_lowrank(ua[uu], ub[uu], hub, lat_b, self.tau, cu)
+                loss = loss + info_nce_lowrank(ia[ui], ib[ui], hib, lat_b, self.tau, ci)
+            else:
+                loss = loss + info_nce(ua[uu], ub[uu], ub, self.tau, cu) + info_nce(ia[ui], ib[ui], ib, self.tau, ci)
+        return loss
+
+    def calculate_loss(self, interaction):
+        self._cache = None
+        users = interaction[self.USER_ID]
+        pos = interaction[self.ITEM_ID]
+        neg = interaction[self.NEG_ITEM_ID]
+        user_all, item_all, hyper = self.forward()
+        u, ip, ineg = user_all[users], item_all[pos], item_all[neg]
+        loss = bpr_loss((u * ip).sum(1), (u * ineg).sum(1))
+        if self.cl_weight != 0.0 and len(hyper) >= 2:
+            loss = loss + self.cl_weight * self.contrastive_loss(hyper, users, pos)
+        return loss + self.reg_weight * embedding_norm_loss(u, ip, ineg)
+
+    # -- inference -------------------------------------------------------------------------
+    def train(self, mode=True):
+        self._cache = None
+        return super().train(mode)
+
+    def _inference_embeddings(self):
+        reuse = not self.training and not self.gumbel_at_inference
+        if reuse and self._cache is not None:
+            return self._cache
+        with torch.no_grad():
+            users, items, _ = self.forward()
+        if reuse:
+            self._cache = (users, items)
+        return users, items
+
+    def predict(self, interaction):
+        users, items = self._inference_embeddings()
+        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
+
+    def full_sort_predict(self, interaction):
+        users, items = self._inference_embeddings()
+        return users[interaction[self.USER_ID]] @ items.T

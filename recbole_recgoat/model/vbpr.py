@@ -1,0 +1,145 @@
+"""VBPR: "VBPR: Visual Bayesian Personalized Ranking from Implicit Feedback", Ruining He and
+Julian McAuley, AAAI 2016, arXiv:1510.01784.
+
+Matrix factorisation whose item factor is extended by a linear map of the item's content
+features. With ``f_i`` the item's content vector (all modalities concatenated, see below) and
+``d = embedding_size``::
+
+    score(u, i) = gamma_u . gamma_i          (ID part:      [d] . [d])
+                + theta_u . (E f_i + b)      (content part: [d] . ([d x F] [F] + [d]))
+               [+ beta_i + beta' . f_i        with vbpr_bias: True, the paper's item and visual biases]
+
+i.e. user ``[gamma_u ; theta_u]`` ``[2d]`` against item ``[gamma_i ; E f_i + b]`` ``[2d]``.
+Loss: ``BPR + reg_weight * (||P_u|| + ||Q_i+|| + ||Q_i-||) / B`` (unsquared Frobenius norms of the
+batch's user and item vectors, as the MMRec reference).
+
+Any number of modalities: ``f_i = [f_i^1 / ||f_i^1|| ; f_i^2 / ||f_i^2|| ; ...]`` in the dataset's
+modality order, frozen: each block L2-normalised so that no modality dominates by its scale alone
+(``vbpr_feature_norm: none`` concatenates the raw features as MMRec's reference does). Otherwise
+MMRec's "recommended version" (no bias terms), which produced the published numbers;
+``vbpr_bias`` adds the paper's bias terms.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.utils import InputType
+
+from recbole_recgoat.errors import InputError
+from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.layers import bpr_loss, embedding_norm_loss, gather_rows
+
+FEATURE_NORMS = ("none", "l2")
+
+
+def _get(config, key, default):
+    value = config[key]
+    return default if value is None else value
+
+
+class VBPR(MultiModalRecommender):
+    r"""VBPR as a RecBole general recommender (pairwise BPR input).
+
+    Config keys (see ``properties/model/VBPR.yaml``): ``embedding_size``, ``reg_weight``,
+    ``vbpr_feature_norm``, ``vbpr_bias``.
+    """
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = d = int(_get(config, "embedding_size", 64))
+        self.reg_weight = float(_get(config, "reg_weight", 1e-3))
+        self.feature_norm = str(_get(config, "vbpr_feature_norm", "l2")).lower()
+        if self.feature_norm not in FEATURE_NORMS:
+            raise InputError(f"vbpr_feature_norm: {self.feature_norm!r}; expected one of {', '.join(FEATURE_NORMS)}")
+        self.use_bias = bool(_get(config, "vbpr_bias", False))
+
+        blocks = [F.normalize(f, dim=1) if self.feature_norm == "l2" else f for f in self.item_feats.values()]
+        self.register_buffer("content", torch.cat(blocks, dim=1), persistent=False)  # [n_items, F]
+
+        self.u_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, 2 * d)))  # [gamma; theta]
+        self.i_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, d)))  # gamma_i
+        self.item_linear = nn.Linear(self.content.shape[1], d)  # E, b
+        nn.init.xavier_normal_(self.item_linear.weight)
+        nn.init.zeros_(self.item_linear.bias)
+        if self.use_bias:
+            self.item_bias = nn.Parameter(torch.zeros(self.n_items))  # beta_i
+            self.visual_bias = nn.Parameter(torch.zeros(self.content.shape[1]))  # beta'
+        self._cache = None
+
+    # -- parts -----------------------------------------------------------------------------
+    def item_vectors(self, items=None):
+        """Item vectors ``[gamma_i ; E f_i + b]`` ``[n, 2d]`` (all items when ``items`` is None)."""
+        ids = self.i_embedding if items is None else self.i_embedding[items]
+        feats = self.content if items is None else self.content[items]
+        return torch.cat([ids, self.item_linear(feats)], dim=1)
+
+    def _biases(self, items=None):
+        """``(beta_i, beta' . f_i)`` ``([n], [n])``."""
+        feats = self.content if items is None else self.content[items]
+        beta = self.item_bias if items is None else self.item_bias[items]
+        return beta, feats @ self.visual_bias
+
+    def score_parts(self, users, items=None):
+        """The two summands of the score: ``(id_part, content_part)``.
+
+        ``items`` None: full-sort ``[B, n_items]`` each; else pairwise ``[B]`` each.
+        ``id_part = gamma_u . gamma_i (+ beta_i)``, ``content_part = theta_u . (E f_i + b) (+ beta' . f_i)``.
+        """
+        d = self.embedding_size
+        gamma_u, theta_u = self.u_embedding[users, :d], self.u_embedding[users, d:]
+        q = self.item_vectors(items)
+        gamma_i, content_i = q[:, :d], q[:, d:]
+        if items is None:
+            id_part, content_part = gamma_u @ gamma_i.T, theta_u @ content_i.T
+        else:
+            id_part, content_part = (gamma_u * gamma_i).sum(1), (theta_u * content_i).sum(1)
+        if self.use_bias:
+            beta, vis = self._biases(items)
+            id_part, content_part = id_part + beta, content_part + vis
+        return id_part, content_part
+
+    def _pair_scores(self, u, q, items):
+        s = (u * q).sum(1)
+        if self.use_bias:
+            beta, vis = self._biases(items)
+            s = s + beta + vis
+        return s
+
+    def calculate_loss(self, interaction):
+        self._cache = None
+        users = interaction[self.USER_ID]
+        pos = interaction[self.ITEM_ID]
+        neg = interaction[self.NEG_ITEM_ID]
+        u = self.u_embedding[users]
+        qp, qn = gather_rows(self.item_vectors, pos, neg)  # each distinct item projected once
+        loss = bpr_loss(self._pair_scores(u, qp, pos), self._pair_scores(u, qn, neg))
+        return loss + self.reg_weight * embedding_norm_loss(u, qp, qn)
+
+    # -- inference -------------------------------------------------------------------------
+    def train(self, mode=True):
+        self._cache = None
+        return super().train(mode)
+
+    def _all_items(self):
+        """``(Q [n_items, 2d], item bias [n_items] or None)``, cached in eval mode."""
+        if self._cache is not None and not self.training:
+            return self._cache
+        with torch.no_grad():
+            q = self.item_vectors()
+            bias = sum(self._biases()) if self.use_bias else None
+        if not self.training:
+            self._cache = (q, bias)
+        return q, bias
+
+    def predict(self, interaction):
+        items = interaction[self.ITEM_ID]
+        q, bias = self._all_items()
+        s = (self.u_embedding[interaction[self.USER_ID]] * q[items]).sum(1)
+        return s if bias is None else s + bias[items]
+
+    def full_sort_predict(self, interaction):
+        q, bias = self._all_items()
+        s = self.u_embedding[interaction[self.USER_ID]] @ q.T
+        return s if bias is None else s + bias

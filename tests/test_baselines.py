@@ -1,0 +1,454 @@
+"""The multimodal baselines (FREEDOM, LGMRec, VBPR, BM3): they run, they reproduce, and their
+mechanisms do what the papers say. Everything on the bundled Last.fm-2K (text 384 + audio 128
+features by default; whisper 512 as a third modality)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from scipy import stats
+
+import recbole_recgoat.model.layers as layers
+from recbole_recgoat.cli import main as cli_main
+from recbole_recgoat.errors import InputError
+from recbole_recgoat.paths import properties_dir
+from recbole_recgoat.quick_start import build_model, prepare, run
+
+BASELINES = ["FREEDOM", "LGMRec", "VBPR", "BM3"]
+QUIET = {"state": "ERROR", "show_progress": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors on a shared machine: one torch thread is faster and steadier."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def build(model, **overrides):
+    """``(model, train_data)`` on lastfm-2k, built as a run builds it (seeded, training split)."""
+    cfg = dict(QUIET, graph_cache_dir=os.path.abspath("graphs"))
+    cfg.update(overrides)
+    config, _, train_data, _, _, _ = prepare(model, config_dict=cfg, log=False)
+    return build_model(config, train_data), train_data
+
+
+def first_batch(train_data, device):
+    return next(iter(train_data)).to(device)
+
+
+def train_step(net, batch):
+    net.train()
+    if hasattr(net, "pre_epoch_processing"):
+        net.pre_epoch_processing()
+    loss = net.calculate_loss(batch)
+    loss.backward()
+    return loss
+
+
+# ----------------------------------------------------------------------------------------------
+# end to end: quick_start.run and run_recbole's CLI give identical metrics for one seed
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", BASELINES)
+def test_trains_evaluates_and_reproduces(model, fast, tmp_path):
+    cfg = dict(fast, epochs=1, seed=2024)
+    first = run(model, config_dict=cfg)
+    assert first["epochs_run"] == 1
+    assert 0.0 < first["test_result"]["recall@20"] <= 1.0
+    out = tmp_path / "second.json"
+    args = [f"--model={model}", "--epochs=1", "--seed=2024", "--state=WARNING", f"--result_json={out}"]
+    args += [f"--{k}={v}" for k, v in fast.items() if k not in ("epochs", "state")]
+    assert cli_main(args) == 0
+    second = json.loads(out.read_text())
+    assert second["best_valid_result"] == first["best_valid_result"]
+    assert second["test_result"] == first["test_result"]
+
+
+@pytest.mark.parametrize("model", BASELINES)
+@pytest.mark.parametrize("modalities", [["text"], ["text", "audio", "whisper"], ["audio", "text"]])
+def test_any_number_of_modalities(model, modalities):
+    net, train_data = build(model, modalities=modalities)
+    assert net.modalities == modalities
+    loss = train_step(net, first_batch(train_data, net.device))
+    assert torch.isfinite(loss)
+    net.eval()
+    users = torch.arange(1, 6, device=net.device)
+    scores = net.full_sort_predict({net.USER_ID: users})
+    assert scores.shape == (5, net.n_items) and torch.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("model", ["FREEDOM", "BM3"])
+def test_feature_tables_finetuned_or_frozen(model):
+    net, train_data = build(model, reg_weight=0.001)
+    batch = first_batch(train_data, net.device)
+    tables = {n for n, _ in net.named_parameters() if n.startswith("feature_tables.")}
+    assert tables == {f"feature_tables.{m}" for m in net.modalities}  # fine-tuned (reference code)
+    before = net.feature_tables["text"].detach().clone()
+    train_step(net, batch)
+    assert net.feature_tables["text"].grad is not None and net.feature_tables["text"].grad.abs().sum() > 0
+    assert torch.equal(before, net.feature_tables["text"].detach())  # the step itself is the optimizer's
+    frozen, _ = build(model, reg_weight=0.001, finetune_features=False)
+    assert not any(n.startswith("feature_tables.") for n, _ in frozen.named_parameters())
+    assert torch.isfinite(train_step(frozen, batch))
+    assert frozen.feature_proj["text"].weight.grad is not None
+
+
+def test_yaml_defaults_and_search_spaces():
+    for model in BASELINES:
+        path = properties_dir() / "model" / f"{model}.yaml"
+        conf = yaml.safe_load(path.read_text())
+        space = conf["search_space"]
+        assert isinstance(space, dict) and space
+        assert all(isinstance(v, list) and v for v in space.values())
+        assert all(k in conf for k in space), f"{model}: every searched key has a default"
+    lgm = (properties_dir() / "model" / "LGMRec.yaml").read_text()
+    assert "lgmrec_gumbel_at_inference: False" in lgm and "Reference code: True" in lgm
+    assert "lgmrec_missing_modality: use_available" in lgm and "crashes" in lgm
+    freedom = yaml.safe_load((properties_dir() / "model" / "FREEDOM.yaml").read_text())["search_space"]
+    assert freedom == {"dropout": [0.8, 0.9], "reg_weight": [0.0, 1e-05, 1e-04, 1e-03]}
+
+
+# ----------------------------------------------------------------------------------------------
+# FREEDOM
+# ----------------------------------------------------------------------------------------------
+
+
+def test_freedom_keeps_one_minus_dropout_of_the_edges():
+    net, _ = build("FREEDOM", dropout=0.8)
+    n_edges = net.edge_weights.numel()
+    net.pre_epoch_processing()
+    kept = net.kept_edges
+    assert kept.numel() == int(n_edges * 0.2)
+    assert torch.unique(kept).numel() == kept.numel()  # without replacement
+    assert net.masked_adj._nnz() == 2 * kept.numel()  # both directions of each kept edge
+    first = kept.clone()
+    net.pre_epoch_processing()
+    assert not torch.equal(torch.sort(first).values, torch.sort(net.kept_edges).values)  # re-sampled
+
+
+def test_freedom_prunes_high_degree_edges_more_often():
+    """Keep-rates over many epochs: edges between popular nodes are kept significantly less often."""
+    net, _ = build("FREEDOM", dropout=0.8)
+    du = torch.bincount(net.edge_users, minlength=net.n_users).float()
+    di = torch.bincount(net.edge_items, minlength=net.n_items).float()
+    degree = (du[net.edge_users] * di[net.edge_items]).numpy()
+    counts = torch.zeros(net.edge_weights.numel())
+    torch.manual_seed(0)
+    n_samples = 200
+    for _ in range(n_samples):
+        counts[net.prune_edges()] += 1
+    rate = (counts / n_samples).numpy()
+    low, high = degree <= np.quantile(degree, 0.25), degree >= np.quantile(degree, 0.75)
+    test = stats.mannwhitneyu(rate[low], rate[high], alternative="greater")
+    assert test.pvalue < 1e-12
+    assert rate[low].mean() > 0.2 > rate[high].mean()  # uniform pruning would keep 20% of both
+    assert abs(rate.mean() - 0.2) < 1e-3
+    rho = stats.spearmanr(degree, rate).statistic
+    assert rho < -0.5
+
+
+def test_freedom_trains_on_the_pruned_graph_and_predicts_on_the_full_one():
+    net, train_data = build("FREEDOM", dropout=0.8)
+    seen = []
+    original = net.forward
+
+    def spy(adj_op):
+        seen.append(adj_op)
+        return original(adj_op)
+
+    net.forward = spy
+    batch = first_batch(train_data, net.device)
+    train_step(net, batch)
+    assert seen[-1] is net.masked_op and net.masked_op is not net.full_op
+    net.eval()
+    users = batch[net.USER_ID][:8]
+    scores = net.full_sort_predict({net.USER_ID: users})
+    assert seen[-1] is net.full_op
+    with torch.no_grad():
+        u_full, i_full = original(net.full_op)
+        u_pruned, i_pruned = original(net.masked_op)
+    assert torch.allclose(scores, u_full[users] @ i_full.T)
+    assert not torch.allclose(scores, u_pruned[users] @ i_pruned.T)
+    # the full graph is the training graph's symmetric normalisation
+    assert net.full_op.coo._nnz() == 2 * net.edge_weights.numel()
+
+
+def test_freedom_prunes_before_every_epoch_through_the_trainer(fast):
+    result = run("FREEDOM", config_dict=dict(fast, epochs=2, stopping_step=5, dropout=0.9))
+    assert [e for e, _ in result["diagnostics"]] == [0, 1]
+    assert all(abs(d["kept_fraction"] - 0.1) < 1e-3 for _, d in result["diagnostics"])
+
+
+def _topk_threshold(x, k):
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sim = xn @ xn.T
+    sim[0, :] = sim[:, 0] = -np.inf  # PAD
+    return sim, np.sort(sim, axis=1)[:, -k]
+
+
+def test_item_item_graph_is_symmetric_normalised_and_knn_by_cosine():
+    net, _ = build("FREEDOM", knn_k=10)
+    k, n = 10, net.n_items
+    for m in net.modalities:
+        adj = net.modality_graph(m).to_dense().numpy()
+        assert np.allclose(adj, adj.T)  # symmetric
+        binary = adj > 0
+        deg = binary.sum(1)
+        assert deg[0] == 0 and not binary[:, 0].any()  # PAD: no edges
+        rows, cols = np.nonzero(binary)
+        assert np.allclose(adj[rows, cols], 1.0 / np.sqrt(deg[rows] * deg[cols]), rtol=1e-5)  # D^-1/2 A D^-1/2
+        sim, kth = _topk_threshold(net.item_feats[m].cpu().numpy().astype(np.float64), k)
+        eps = 1e-5
+        # every edge is among the k nearest of one of its ends
+        assert np.all((sim[rows, cols] >= kth[rows] - eps) | (sim[rows, cols] >= kth[cols] - eps))
+        # every item's k nearest (the item itself included) are its neighbours
+        must = sim[1:] > kth[1:, None] + eps
+        assert np.all(binary[1:][must])
+        assert np.all(binary[np.arange(1, n), np.arange(1, n)])  # itself
+        assert np.all(deg[1:] >= k)
+    # modalities mixed 0.9 text + 0.1 audio (FREEDOM's mm_image_weight rule)
+    mixed = 0.9 * net.modality_graph("text").to_dense() + 0.1 * net.modality_graph("audio").to_dense()
+    assert torch.allclose(net.mm_adj.to_dense(), mixed, atol=1e-6)
+
+
+def test_item_graph_is_cached_and_rebuilt_when_features_or_k_change(monkeypatch, tmp_path):
+    calls = []
+    real = layers.knn_graph
+
+    def counting(x, k, **kw):
+        calls.append((tuple(x.shape), k))
+        return real(x, k, **kw)
+
+    monkeypatch.setattr(layers, "knn_graph", counting)
+    cache = tmp_path / "graphs"
+    net1, train_data = build("FREEDOM", graph_cache_dir=str(cache))
+    assert len(calls) == 2  # text and audio built
+    files = sorted(p.name for p in (cache / "lastfm-2k").iterdir())
+    assert len(files) == 2
+    net2, _ = build("FREEDOM", graph_cache_dir=str(cache))
+    assert len(calls) == 2  # cache hit: nothing rebuilt
+    assert torch.equal(net1.mm_adj.to_dense(), net2.mm_adj.to_dense())
+    net3, _ = build("FREEDOM", graph_cache_dir=str(cache), knn_k=5)
+    assert len(calls) == 4  # another k: rebuilt
+    # other feature values: rebuilt for the changed modality only
+    feats = train_data._dataset.item_features
+    saved = feats["audio"].clone()
+    try:
+        feats["audio"][1:] += torch.randn_like(feats["audio"][1:])
+        from recbole_recgoat.model.freedom import FREEDOM
+
+        FREEDOM(train_data.config, train_data._dataset)
+        assert len(calls) == 5 and calls[-1][0] == tuple(saved.shape)
+    finally:
+        feats["audio"].copy_(saved)
+    assert len(list((cache / "lastfm-2k").iterdir())) == 5
+
+
+def test_freedom_modality_weights():
+    from recbole_recgoat.model.freedom import modality_mix_weights
+
+    assert modality_mix_weights(["image", "text"]) == pytest.approx({"image": 0.1, "text": 0.9})
+    assert modality_mix_weights(["text", "audio", "whisper"]) == pytest.approx({"text": 0.9, "audio": 0.05, "whisper": 0.05})
+    assert modality_mix_weights(["audio", "whisper"]) == pytest.approx({"audio": 0.5, "whisper": 0.5})
+    assert modality_mix_weights(["text"]) == {"text": 1.0}
+    assert modality_mix_weights(["text", "audio"], explicit={"text": 3, "audio": 1}) == pytest.approx({"text": 0.75, "audio": 0.25})
+    with pytest.raises(InputError, match="modality_weights"):
+        modality_mix_weights(["text", "audio"], explicit={"text": 1})
+
+
+# ----------------------------------------------------------------------------------------------
+# LGMRec
+# ----------------------------------------------------------------------------------------------
+
+
+def test_lgmrec_incidences_are_row_stochastic():
+    net, _ = build("LGMRec", hyper_num=4)
+    for noisy in (True, False):
+        for m in net.modalities:
+            item_inc, user_inc = net.incidence(m, noisy=noisy)
+            assert item_inc.shape == (net.n_items, 4) and user_inc.shape == (net.n_users, 4)
+            for inc in (item_inc, user_inc):
+                assert (inc >= 0).all()
+                assert torch.allclose(inc.sum(1), torch.ones(inc.shape[0]), atol=1e-5)
+
+
+def test_lgmrec_evaluation_is_deterministic_and_reference_switch_is_not():
+    net, _ = build("LGMRec")
+    users = {net.USER_ID: torch.arange(1, 33)}
+    net.eval()
+    first = net.full_sort_predict(users)
+    net.eval()  # clears the cache: recomputed from scratch
+    torch.manual_seed(123)  # a different RNG state must not matter
+    second = net.full_sort_predict(users)
+    assert torch.equal(first, second)
+    with torch.no_grad():
+        a, b = net.forward()[:2], net.forward()[:2]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+    ref, _ = build("LGMRec", lgmrec_gumbel_at_inference=True)
+    ref.eval()
+    assert not torch.equal(ref.full_sort_predict(users), ref.full_sort_predict(users))
+
+
+def test_lgmrec_single_modality_and_cf_only_switch():
+    net, train_data = build("LGMRec", modalities=["text"])
+    batch = first_batch(train_data, net.device)
+    assert torch.isfinite(train_step(net, batch))
+    _, _, hyper = net.forward()
+    assert list(hyper) == ["text"]  # the text hypergraph is used; no pair, so no InfoNCE
+    cf, _ = build("LGMRec", modalities=["text"], lgmrec_missing_modality="cf_only")
+    cf.eval()
+    users, items, hyper = cf.forward()
+    assert hyper == {}
+    assert torch.equal(torch.cat([users, items]), cf.cge())
+    with pytest.raises(InputError, match="lgmrec_missing_modality"):
+        build("LGMRec", lgmrec_missing_modality="crash")
+
+
+def test_lgmrec_contrastive_loss_matches_the_direct_formula():
+    """Distinct ids computed once and the rank-H factorisation give the reference InfoNCE."""
+    net, train_data = build("LGMRec")
+    net.train()
+    batch = first_batch(train_data, net.device)
+    users, pos = batch[net.USER_ID], batch[net.ITEM_ID]
+    torch.manual_seed(0)
+    _, _, hyper = net.forward()
+    fast = net.contrastive_loss(hyper, users, pos)
+    (uv, iv), (ut, it) = [hyper[m][:2] for m in net.modalities]
+    f = torch.nn.functional.normalize
+
+    def direct(e1, e2, all_e):
+        pos_score = torch.exp((f(e1) * f(e2)).sum(1) / 0.2)
+        total = torch.exp(f(e1) @ f(all_e).T / 0.2).sum(1)
+        return -torch.log(pos_score / total).sum()
+
+    slow = direct(uv[users], ut[users], ut) + direct(iv[pos], it[pos], it)
+    assert torch.allclose(fast, slow, rtol=1e-4)
+    g_fast = torch.autograd.grad(fast, net.user_embedding.weight, retain_graph=True)[0]
+    g_slow = torch.autograd.grad(slow, net.user_embedding.weight)[0]
+    assert (g_fast - g_slow).abs().max() <= 1e-4 * g_slow.abs().max()  # float32 sums in another order
+
+
+# ----------------------------------------------------------------------------------------------
+# VBPR
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_vbpr_score_is_id_part_plus_content_part(bias):
+    net, train_data = build("VBPR", vbpr_bias=bias)
+    if bias:  # make the bias terms non-trivial
+        with torch.no_grad():
+            net.item_bias.normal_()
+            net.visual_bias.normal_()
+    net.eval()
+    users = torch.arange(1, 17)
+    id_part, content_part = net.score_parts(users)
+    scores = net.full_sort_predict({net.USER_ID: users})
+    assert torch.allclose(scores, id_part + content_part, atol=1e-5)
+    d = net.embedding_size
+    assert torch.allclose(id_part[:, :], net.u_embedding[users, :d] @ net.i_embedding.T + (net.item_bias if bias else 0), atol=1e-5)
+    # the content part depends on the items' features only through E f + b
+    content = net.content @ net.item_linear.weight.T + net.item_linear.bias
+    expect = net.u_embedding[users, d:] @ content.T + (net.content @ net.visual_bias if bias else 0)
+    assert torch.allclose(content_part, expect, atol=1e-4)
+    # pairwise
+    items = torch.arange(1, 17)
+    pid, pcontent = net.score_parts(users, items)
+    pred = net.predict({net.USER_ID: users, net.ITEM_ID: items})
+    assert torch.allclose(pred, pid + pcontent, atol=1e-5)
+    assert torch.allclose(pred, scores[torch.arange(16), items], atol=1e-5)
+    assert net.content.shape[1] == sum(f.shape[1] for f in net.item_feats.values())  # modalities concatenated
+
+
+def test_vbpr_content_vector_concatenates_the_modalities():
+    net, _ = build("VBPR")  # default: each modality block L2-normalised, then concatenated
+    dims = [f.shape[1] for f in net.item_feats.values()]
+    blocks = torch.split(net.content, dims, dim=1)
+    for block in blocks:
+        assert torch.allclose(block[1:].norm(dim=1), torch.ones(net.n_items - 1), atol=1e-5)
+    assert not net.content[0].any()  # PAD
+    raw, _ = build("VBPR", vbpr_feature_norm="none", modalities=["audio", "text"])
+    assert torch.equal(raw.content, torch.cat([raw.item_feats["audio"], raw.item_feats["text"]], dim=1))
+
+
+# ----------------------------------------------------------------------------------------------
+# BM3
+# ----------------------------------------------------------------------------------------------
+
+
+def test_bm3_uses_no_negative_items():
+    net, train_data = build("BM3")
+    batch = first_batch(train_data, net.device)
+    assert net.NEG_ITEM_ID not in batch.interaction  # the dataloader samples none
+    assert train_data.config["train_neg_sample_args"]["distribution"] == "none"
+    users, items = batch[net.USER_ID], batch[net.ITEM_ID]
+    net.train()
+
+    def loss_with(fields):
+        torch.manual_seed(7)  # the target-view dropout draws the same masks
+        return net.calculate_loss(fields).item()
+
+    base = loss_with({net.USER_ID: users, net.ITEM_ID: items})
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        negs = torch.randint(1, net.n_items, users.shape, generator=g)
+        assert loss_with({net.USER_ID: users, net.ITEM_ID: items, net.NEG_ITEM_ID: negs}) == base
+    shuffled = items[torch.randperm(items.numel(), generator=g)]
+    assert loss_with({net.USER_ID: users, net.ITEM_ID: shuffled}) != base  # the test can see a change
+
+
+# ----------------------------------------------------------------------------------------------
+# shared layers
+# ----------------------------------------------------------------------------------------------
+
+
+def test_sparse_operator_matches_torch_sparse_mm():
+    torch.manual_seed(0)
+    users, items = torch.randint(1, 30, (200,)), torch.randint(1, 20, (200,))
+    adj = layers.bipartite_norm_adj(users, items, 30, 20)
+    op = layers.SparseOperator(adj, symmetric=True)
+    x = torch.randn(50, 8, requires_grad=True)
+    y = x.detach().clone().requires_grad_(True)
+    out = op @ x
+    (out.pow(2).sum()).backward()
+    ref = torch.sparse.mm(adj, y)
+    ref.pow(2).sum().backward()
+    assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(x.grad, y.grad, atol=1e-6)
+    rect = torch.sparse_coo_tensor(torch.stack([users, items]), torch.rand(200), (30, 20)).coalesce()
+    rop = layers.SparseOperator(rect)
+    z = torch.randn(20, 3, dtype=torch.float32, requires_grad=True)
+    (rop @ z).sum().backward()
+    assert torch.allclose(z.grad, rect.to_dense().T @ torch.ones(30, 3), atol=1e-5)
+    assert torch.allclose(rop.T @ torch.ones(30, 2), rect.to_dense().T @ torch.ones(30, 2), atol=1e-5)
+
+
+def test_blockwise_infonce_matches_dense_formula():
+    torch.manual_seed(0)
+    a = torch.randn(9, 6, dtype=torch.double, requires_grad=True)
+    p = torch.randn(9, 6, dtype=torch.double, requires_grad=True)
+    left = torch.rand(13, 3, dtype=torch.double, requires_grad=True)
+    right = torch.randn(3, 6, dtype=torch.double, requires_grad=True)
+    f = torch.nn.functional.normalize
+    cand = left @ right
+    ref = (torch.logsumexp(f(a) @ f(cand).T / 0.2, 1) - (f(a) * f(p)).sum(1) / 0.2).sum()
+    assert torch.allclose(layers.info_nce(a, p, cand, 0.2), ref)
+    assert torch.allclose(layers.info_nce_lowrank(a, p, left, right, 0.2), ref)
+    assert torch.autograd.gradcheck(lambda *t: layers.info_nce_lowrank(*t, 0.2), (a, p, left, right))
+    small = lambda x, y: layers.logsumexp_dot(x, y, 3.0, block_bytes=8 * 13 * 2)  # noqa: E731  (2-row blocks)
+    assert torch.autograd.gradcheck(small, (a, cand.detach().requires_grad_()))
+
+
+def test_sample_without_replacement():
+    torch.manual_seed(0)
+    w = torch.rand(1000)
+    idx = layers.sample_without_replacement(w, 300)
+    assert idx.numel() == 300 and torch.unique(idx).numel() == 300
+    assert torch.equal(layers.sample_without_replacement(w, 2000), torch.arange(1000))
