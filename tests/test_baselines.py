@@ -166,18 +166,18 @@ def test_freedom_trains_on_the_pruned_graph_and_predicts_on_the_full_one():
     net.forward = spy
     batch = first_batch(train_data, net.device)
     train_step(net, batch)
-    assert seen[-1] is net.masked_op and net.masked_op is not net.full_op
+    assert seen[-1] is net.masked_op and net.masked_op is not net.adj_op
     net.eval()
     users = batch[net.USER_ID][:8]
     scores = net.full_sort_predict({net.USER_ID: users})
-    assert seen[-1] is net.full_op
+    assert seen[-1] is net.adj_op
     with torch.no_grad():
-        u_full, i_full = original(net.full_op)
+        u_full, i_full = original(net.adj_op)
         u_pruned, i_pruned = original(net.masked_op)
     assert torch.allclose(scores, u_full[users] @ i_full.T)
     assert not torch.allclose(scores, u_pruned[users] @ i_pruned.T)
     # the full graph is the training graph's symmetric normalisation
-    assert net.full_op.coo._nnz() == 2 * net.edge_weights.numel()
+    assert net.adj_op.coo._nnz() == 2 * net.edge_weights.numel()
 
 
 def test_freedom_prunes_before_every_epoch_through_the_trainer(fast):

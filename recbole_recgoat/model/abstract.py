@@ -8,7 +8,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.layers import bipartite_norm_adj, cached_knn_graph, training_edges
+from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj, cached_knn_graph, training_edges
 from recbole_recgoat.trainer import MultiModalTrainer
 
 
@@ -21,7 +21,9 @@ class MultiModalRecommender(GeneralRecommender):
     * ``user_feats``: ``FloatTensor [n_users, f_u]`` or ``None``.
     * ``modalities``: modality names, in the dataset's order.
     * ``train_users``, ``train_items``: ``LongTensor [E]``, the distinct training pairs.
-    * ``norm_adj``: sparse ``[n_users + n_items]^2`` symmetric-normalised bipartite adjacency.
+    * ``norm_adj``: sparse ``[n_users + n_items]^2`` symmetric-normalised bipartite adjacency, and
+      ``adj_op``, the same as a :class:`~recbole_recgoat.model.layers.SparseOperator` (fast CSR
+      products forwards and backwards) for propagation.
 
     Subclasses may define ``pre_epoch_processing()`` (called before every training epoch) and
     ``epoch_diagnostics() -> dict`` (logged after every training epoch).
@@ -45,6 +47,7 @@ class MultiModalRecommender(GeneralRecommender):
         self.user_feats = uf.to(self.device) if uf is not None else None
         self.train_users, self.train_items = training_edges(dataset)
         self.norm_adj = bipartite_norm_adj(self.train_users, self.train_items, self.n_users, self.n_items).to(self.device)
+        self.adj_op = SparseOperator(self.norm_adj, symmetric=True)
         self.graph_cache_dir = config["graph_cache_dir"] if "graph_cache_dir" in config else None
         self.dataset_name = config["dataset"]
 

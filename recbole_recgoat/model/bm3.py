@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from recbole.utils import InputType
 
 from recbole_recgoat.model.abstract import MultiModalRecommender
-from recbole_recgoat.model.layers import SparseOperator, embedding_norm_loss, propagate
+from recbole_recgoat.model.layers import embedding_norm_loss, propagate
 
 
 def _get(config, key, default):
@@ -77,7 +77,6 @@ class BM3(MultiModalRecommender):
                 self.feature_tables[m] = nn.Parameter(f.clone())
             self.feature_proj[m] = nn.Linear(f.shape[1], d)
             nn.init.xavier_normal_(self.feature_proj[m].weight)
-        self.adj_op = SparseOperator(self.norm_adj, symmetric=True)
         self._cache = None
 
     def forward(self):

@@ -135,7 +135,6 @@ class FREEDOM(MultiModalRecommender):
         # frozen item-item graph, [n_items, n_items] sparse (COO kept for inspection, CSR to compute)
         self.mm_adj = self.build_item_graph()
         self.mm_op = SparseOperator(self.mm_adj, symmetric=self.knn_symmetric)
-        self.full_op = SparseOperator(self.norm_adj, symmetric=True)
 
         # degree-sensitive pruning: sampling weight 1/sqrt(d_u d_i) of every training edge
         self.edge_users = self.train_users.to(self.device)
@@ -176,7 +175,7 @@ class FREEDOM(MultiModalRecommender):
         self._cache = None
         if self.dropout <= 0.0:
             self.kept_edges = torch.arange(self.edge_weights.numel(), device=self.device)
-            self.masked_adj, self.masked_op = self.norm_adj, self.full_op
+            self.masked_adj, self.masked_op = self.norm_adj, self.adj_op
             return
         self.kept_edges = self.prune_edges()
         self.masked_adj = bipartite_norm_adj(
@@ -228,7 +227,7 @@ class FREEDOM(MultiModalRecommender):
         if self._cache is not None and not self.training:
             return self._cache
         with torch.no_grad():
-            out = self.forward(self.full_op)
+            out = self.forward(self.adj_op)
         if not self.training:
             self._cache = out
         return out

@@ -72,24 +72,6 @@ def bipartite_norm_adj(users, items, n_users, n_items, weights=None):
     return sparse_from_edges(rows, cols, sym_norm_values(rows, cols, n, w), (n, n))
 
 
-def lightgcn_propagate(adj, ego, n_layers):
-    """LightGCN: ``mean_{l=0..L} A^l E`` (He et al., SIGIR 2020, eq. 4).
-
-    Args:
-        adj (Tensor): sparse ``[N, N]`` normalised adjacency.
-        ego (Tensor): ``[N, d]`` layer-0 embeddings.
-        n_layers (int): ``L``.
-
-    Returns:
-        Tensor: ``[N, d]``.
-    """
-    out, acc = ego, ego
-    for _ in range(n_layers):
-        out = torch.sparse.mm(adj, out)
-        acc = acc + out
-    return acc / (n_layers + 1)
-
-
 # ----------------------------------------------------------------------------------------------
 # kNN graphs (item-item, user-user)
 # ----------------------------------------------------------------------------------------------
@@ -489,7 +471,14 @@ class SparseOperator:
 
 
 def propagate(op, x, n_layers, mean=True):
-    """``mean_{l=0..L} A^l x`` (LightGCN) or, with ``mean=False``, ``A^L x`` (last layer only)."""
+    """``mean_{l=0..L} A^l x`` (LightGCN, He et al., SIGIR 2020, eq. 4) or, with ``mean=False``,
+    ``A^L x`` (last layer only).
+
+    Args:
+        op (SparseOperator | Tensor): ``[N, N]`` normalised adjacency (operator or sparse tensor).
+        x (Tensor): ``[N, d]`` layer-0 embeddings.
+        n_layers (int): ``L``.
+    """
     out, acc = x, x
     for _ in range(n_layers):
         out = op @ out

@@ -117,7 +117,6 @@ class LGMRec(MultiModalRecommender):
         ones = torch.ones(users.numel(), device=self.device)
         self.R = sparse_from_edges(users, items, ones, (self.n_users, self.n_items)).to(self.device)  # binary
         self.R_op = SparseOperator(self.R)
-        self.adj_op = SparseOperator(self.norm_adj, symmetric=True)
         deg = torch.bincount(users, minlength=self.n_users).float()
         self.inv_user_deg = (1.0 / (deg + 1e-7)).unsqueeze(1)  # [n_users, 1]
         self._cache = None

@@ -28,7 +28,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.init import xavier_normal_initialization
-from recbole.model.loss import BPRLoss, EmbLoss
 
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import MultiModalRecommender
@@ -38,7 +37,9 @@ from recbole_recgoat.model.layers import (
     dimension_transport_map,
     exact_w1,
     lemma33_sides,
-    lightgcn_propagate,
+    bpr_loss,
+    embedding_norm_loss,
+    propagate,
     rows,
     sinkhorn_w1,
 )
@@ -109,8 +110,6 @@ class RecGOAT(MultiModalRecommender):
             if self.use_user_graph:
                 self.user_concat = nn.Linear(2 * d, d)
 
-        self.bpr_loss = BPRLoss()
-        self.reg_loss = EmbLoss()
         self.apply(xavier_normal_initialization)
         if self.use_transport_map:  # the residual starts at zero: T_m = Z^m (d P*) at first
             for p in self.delta.values():
@@ -150,7 +149,7 @@ class RecGOAT(MultiModalRecommender):
         if self.ui_graph == "gat":
             z_cf = self.ui_gat(ego, self.ui_edges)
         else:
-            z_cf = lightgcn_propagate(self.norm_adj, ego, self.n_ui_layers)
+            z_cf = propagate(self.adj_op, ego, self.n_ui_layers)
         z_cf_u, z_cf_i = torch.split(z_cf, [self.n_users, self.n_items])
 
         z_m = {m: self.mm_gat[m](self.mm_proj[m](self.item_feats[m]), self.mm_edges[m]) for m in self.modalities}
@@ -225,8 +224,8 @@ class RecGOAT(MultiModalRecommender):
         neg = interaction[self.NEG_ITEM_ID]
         z_u, z_i, parts = self.forward()
         u_e = rows(z_u, user)
-        bpr = self.bpr_loss((u_e * rows(z_i, pos)).sum(dim=1), (u_e * rows(z_i, neg)).sum(dim=1))
-        reg = self.reg_weight * self.reg_loss(self.user_embedding(user), self.item_embedding(pos), self.item_embedding(neg))
+        bpr = bpr_loss((u_e * rows(z_i, pos)).sum(dim=1), (u_e * rows(z_i, neg)).sum(dim=1))
+        reg = self.reg_weight * embedding_norm_loss(self.user_embedding(user), self.item_embedding(pos), self.item_embedding(neg))
         items, users = torch.unique(pos), torch.unique(user)
         zero = bpr.new_zeros(())
         cl = self.lambda_cl * self.cmcl_loss(self.alignment_pairs(parts, z_i, items, users)) if self.lambda_cl > 0 else zero
