@@ -304,3 +304,19 @@ def test_knn_graphs_are_symmetric_self_looped_and_cosine_nearest(lfm):
     for r in range(50):
         for c in top[r].tolist():
             assert (r + 1, c) in pairs
+
+
+def test_batch_rows_equal_full_forward_rows(lfm):
+    """Training computes only the batch's rows; they equal the full forward's rows (attention
+    along the edges into those rows is all a one-layer GAT needs)."""
+    model, _ = _model(lfm, use_transport_map=False, gat_dropout=0.0)
+    model.eval()
+    users = torch.tensor([1, 5, 17, 300, 1200])
+    items = torch.tensor([2, 3, 99, 700, 1400])
+    with torch.no_grad():
+        z_u, z_i, parts = model.forward()
+        zu_b, zi_b, parts_b = model.forward(users, items)
+    assert torch.allclose(zu_b, z_u[users], atol=1e-6) and torch.allclose(zi_b, z_i[items], atol=1e-6)
+    for m in model.modalities:
+        assert torch.allclose(parts_b["z_m"][m], parts["z_m"][m][items], atol=1e-6)
+    assert torch.allclose(parts_b["z_llm_u"], parts["z_llm_u"][users], atol=1e-6)

@@ -289,7 +289,7 @@ def unit_euclidean_cost(x, y):
     return torch.cdist(F.normalize(x, dim=1), F.normalize(y, dim=1))
 
 
-def entropic_plan(cost, eps, n_iter=200, stop_thr=1e-6):
+def entropic_plan(cost, eps, n_iter=200, stop_thr=1e-6, warmstart=None, return_potentials=False):
     """Entropic OT plan with uniform marginals, log-domain Sinkhorn (POT ``method='sinkhorn_log'``).
 
     ``P* = argmin_P <P, C> - eps H(P)`` s.t. ``P 1 = 1/n``, ``P^T 1 = 1/m``.  Computed in the log
@@ -298,9 +298,12 @@ def entropic_plan(cost, eps, n_iter=200, stop_thr=1e-6):
     Args:
         cost (Tensor): ``[n, m]`` cost (no gradient is taken through the plan).
         eps (float): entropic regularisation.
+        warmstart (tuple | None): log-potentials ``(u [n], v [m])`` to start from (e.g. the
+            previous batch's); the fixed point is the same, it is reached in fewer iterations.
+        return_potentials (bool): also return the final ``(u, v)``.
 
     Returns:
-        Tensor: ``[n, m]`` plan.
+        Tensor: ``[n, m]`` plan (and the potentials when asked).
     """
     import ot
 
@@ -308,7 +311,10 @@ def entropic_plan(cost, eps, n_iter=200, stop_thr=1e-6):
     n, m = c.shape
     a = torch.full((n,), 1.0 / n, dtype=c.dtype, device=c.device)
     b = torch.full((m,), 1.0 / m, dtype=c.dtype, device=c.device)
-    return ot.sinkhorn(a, b, c, eps, method="sinkhorn_log", numItermax=n_iter, stopThr=stop_thr, warn=False)
+    plan, log = ot.sinkhorn(
+        a, b, c, eps, method="sinkhorn_log", numItermax=n_iter, stopThr=stop_thr, warn=False, log=True, warmstart=warmstart
+    )
+    return (plan, (log["log_u"], log["log_v"])) if return_potentials else plan
 
 
 def sinkhorn_w1(x, y, eps=0.05, n_iter=200):
@@ -336,7 +342,7 @@ def exact_w1(x, y):
 
 
 @torch.no_grad()
-def dimension_transport_map(z_m, z_id, eps=0.05, n_iter=200):
+def dimension_transport_map(z_m, z_id, eps=0.05, n_iter=200, warmstart=None, return_potentials=False):
     """Barycentric map ``d * P*`` between the ``d`` feature dimensions of ``z_m`` and ``z_id``.
 
     Each dimension is a point: column ``k`` of ``z_m [N, d]`` (L2-normalised over the ``N`` rows)
@@ -345,10 +351,13 @@ def dimension_transport_map(z_m, z_id, eps=0.05, n_iter=200):
     modality into the ID space.  Log-domain: it stays non-zero at any embedding scale.
 
     Returns:
-        Tensor: ``[d, d]``, no gradient.
+        Tensor: ``[d, d]``, no gradient (and the Sinkhorn potentials when asked, see
+        :func:`entropic_plan`).
     """
-    plan = entropic_plan(unit_euclidean_cost(z_m.T, z_id.T), eps, n_iter)
-    return plan * z_m.shape[1]
+    out = entropic_plan(unit_euclidean_cost(z_m.T, z_id.T), eps, n_iter, warmstart=warmstart, return_potentials=return_potentials)
+    if return_potentials:
+        return out[0] * z_m.shape[1], out[1]
+    return out * z_m.shape[1]
 
 
 # --- baselines ---

@@ -62,6 +62,7 @@ class RecGOAT(MultiModalRecommender):
         self.ot_eps = config["ot_eps"]
         self.ot_iters = config["ot_iters"]
         self.ot_sample = config["ot_sample"]
+        self.cl_sample = config["cl_sample"]
         self.plan_eps = config["plan_eps"]
         self.use_transport_map = config["use_transport_map"]
         self.fusion = self._choice(config, "fusion", FUSIONS)
@@ -120,6 +121,7 @@ class RecGOAT(MultiModalRecommender):
         items = torch.nonzero(valid.cpu()).flatten()
         self.diag_items = items[torch.randperm(items.numel(), generator=gen)[: config["diag_sample"]]].to(self.device)
         self._cache = None
+        self._plan_potentials = {}
         self._reset_epoch_stats()
 
     @staticmethod
@@ -132,13 +134,18 @@ class RecGOAT(MultiModalRecommender):
     # ------------------------------------------------------------------------------------------
     # representations
     # ------------------------------------------------------------------------------------------
-    def forward(self):
-        """All users' and items' representations.
+    def forward(self, users=None, items=None):
+        """Representations of ``users`` and ``items`` (sorted distinct ids; None = all).
+
+        Training asks only for the batch's rows: LightGCN still propagates over the whole graph,
+        but each GAT (one layer: a node sees only its neighbours) attends only along the edges
+        into the rows asked for, and the transport plan is estimated on those rows.  Evaluation
+        asks for everything.
 
         Returns:
-            tuple: ``z_u [n_users, d]``, ``z_i [n_items, d]`` (rows L2-normalised) and a dict of the
-            parts: ``z_cf_u``, ``z_cf_i``, ``z_llm_u`` (or None), ``z_m`` ({m: Z^m_I}),
-            ``t_m`` ({m: T_m(Z^m_I)}).
+            tuple: ``z_u [U, d]``, ``z_i [I, d]`` (rows L2-normalised), in the order of ``users`` /
+            ``items``, and a dict of the parts, row-aligned the same way: ``z_cf_u``, ``z_cf_i``,
+            ``z_llm_u`` (or None), ``z_m`` ({m: Z^m_I}), ``t_m`` ({m: T_m(Z^m_I)}).
         """
         user_ego = self.user_embedding.weight
         p_u = None
@@ -151,17 +158,44 @@ class RecGOAT(MultiModalRecommender):
         else:
             z_cf = propagate(self.adj_op, ego, self.n_ui_layers)
         z_cf_u, z_cf_i = torch.split(z_cf, [self.n_users, self.n_items])
+        if users is not None:
+            z_cf_u = rows(z_cf_u, users)
+        if items is not None:
+            z_cf_i = rows(z_cf_i, items)
 
-        z_m = {m: self.mm_gat[m](self.mm_proj[m](self.item_feats[m]), self.mm_edges[m]) for m in self.modalities}
-        if self.use_transport_map:
-            t_m = {m: z_m[m] @ (dimension_transport_map(z_m[m], z_cf_i, self.plan_eps, self.ot_iters) + self.delta[m]) for m in self.modalities}
-        else:
-            t_m = z_m
+        z_m = {m: self._attend(self.mm_gat[m], self.mm_proj[m](self.item_feats[m]), self.mm_edges[m], items) for m in self.modalities}
+        t_m = {m: z_m[m] @ (self._transport_map(m, z_m[m], z_cf_i) + self.delta[m]) for m in self.modalities} if self.use_transport_map else z_m
         z_i = self._fuse_items(z_cf_i, [t_m[m] for m in self.modalities])
 
-        z_llm_u = self.user_gat(p_u, self.user_edges) if self.use_user_graph else None
+        z_llm_u = self._attend(self.user_gat, p_u, self.user_edges, users) if self.use_user_graph else None
         z_u = self._fuse_users(z_cf_u, z_llm_u)
         return z_u, z_i, {"z_cf_u": z_cf_u, "z_cf_i": z_cf_i, "z_llm_u": z_llm_u, "z_m": z_m, "t_m": t_m}
+
+    def _transport_map(self, m, z_m, z_cf_i):
+        """``d P*_m`` (no gradient).  In training, Sinkhorn starts from the previous batch's
+        potentials (same fixed point, fewer iterations); in evaluation it starts from scratch, so
+        scores depend on the parameters alone."""
+        if not self.training:
+            return dimension_transport_map(z_m, z_cf_i, self.plan_eps, self.ot_iters)
+        tmap, self._plan_potentials[m] = dimension_transport_map(
+            z_m, z_cf_i, self.plan_eps, self.ot_iters, warmstart=self._plan_potentials.get(m), return_potentials=True
+        )
+        return tmap
+
+    @staticmethod
+    def _attend(gat, x, edge_index, targets):
+        """``gat(x)`` at the rows ``targets`` (all rows when None), using only the edges into them.
+
+        ``x [N, d]``, ``edge_index [2, E]`` -> ``[len(targets), d]`` (exact for a one-layer GAT;
+        with more layers the receptive field is cut to the last hop, so all edges are kept).
+        """
+        if targets is None:
+            return gat(x, edge_index)
+        if len(gat.convs) == 1:
+            keep = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+            keep[targets] = True
+            edge_index = edge_index[:, keep[edge_index[1]]]
+        return rows(gat(x, edge_index), targets)
 
     def _fuse_items(self, z_cf_i, parts):
         """``z_i = normalize(LayerNorm(w_id Z^cf_I + sum_m w_m T_m))`` (weighted); sum / concat: naive fusions."""
@@ -189,8 +223,9 @@ class RecGOAT(MultiModalRecommender):
     # alignment losses
     # ------------------------------------------------------------------------------------------
     def alignment_pairs(self, parts, z_i, items, users):
-        """``[(name, z_side_a [B, d], z_side_b [B, d])]``: each modality vs unified on the batch's
-        items, and (with the user branch) LLM vs collaborative users on the batch's users."""
+        """``[(name, z_side_a [B, d], z_side_b [B, d])]``: each modality vs unified on the rows
+        ``items`` of ``z_i``, and (with the user branch) LLM vs collaborative on the rows ``users``
+        of the user parts."""
         pairs = [(m, rows(parts["t_m"][m], items), rows(z_i, items)) for m in self.modalities]
         if parts["z_llm_u"] is not None:
             pairs.append(("user", rows(parts["z_llm_u"], users), rows(parts["z_cf_u"], users)))
@@ -209,8 +244,7 @@ class RecGOAT(MultiModalRecommender):
 
     def oat_loss(self, parts, z_i, items):
         """``L_OAT``: mean over modalities of the entropic ``W1(P^m, Q)`` on (a sample of) the batch's items."""
-        if items.numel() > self.ot_sample:
-            items = items[torch.randperm(items.numel(), device=items.device)[: self.ot_sample]]
+        items = self._subsample(items, self.ot_sample)
         w = [sinkhorn_w1(rows(parts["t_m"][m], items), rows(z_i, items), self.ot_eps, self.ot_iters) for m in self.modalities]
         return torch.stack(w).mean()
 
@@ -222,18 +256,30 @@ class RecGOAT(MultiModalRecommender):
         user = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
-        z_u, z_i, parts = self.forward()
-        u_e = rows(z_u, user)
-        bpr = bpr_loss((u_e * rows(z_i, pos)).sum(dim=1), (u_e * rows(z_i, neg)).sum(dim=1))
+        users, user_pos = torch.unique(user, return_inverse=True)
+        items, item_pos = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+        pos_pos, neg_pos = item_pos[: pos.numel()], item_pos[pos.numel() :]
+        z_u, z_i, parts = self.forward(users, items)
+        u_e = rows(z_u, user_pos)
+        bpr = bpr_loss((u_e * rows(z_i, pos_pos)).sum(dim=1), (u_e * rows(z_i, neg_pos)).sum(dim=1))
         reg = self.reg_weight * embedding_norm_loss(self.user_embedding(user), self.item_embedding(pos), self.item_embedding(neg))
-        items, users = torch.unique(pos), torch.unique(user)
+        # alignment on the batch's distinct positive items and distinct users (row positions in z_i / z_u)
+        cl_items = self._subsample(torch.unique(pos_pos), self.cl_sample)
+        cl_users = self._subsample(torch.arange(users.numel(), device=users.device), self.cl_sample)
         zero = bpr.new_zeros(())
-        cl = self.lambda_cl * self.cmcl_loss(self.alignment_pairs(parts, z_i, items, users)) if self.lambda_cl > 0 else zero
-        ot_ = self.lambda_ot * self.oat_loss(parts, z_i, items) if self.lambda_ot > 0 else zero
+        cl = self.lambda_cl * self.cmcl_loss(self.alignment_pairs(parts, z_i, cl_items, cl_users)) if self.lambda_cl > 0 else zero
+        ot_ = self.lambda_ot * self.oat_loss(parts, z_i, cl_items) if self.lambda_ot > 0 else zero
         for key, value in (("bpr", bpr), ("reg", reg), ("cmcl", cl), ("oat", ot_)):
             self.epoch_stats[key] += float(value.detach())
         self.epoch_stats["batches"] += 1
         return bpr, reg, cl, ot_
+
+    @staticmethod
+    def _subsample(index, size):
+        """At most ``size`` entries of ``index``, drawn at random (torch RNG) when there are more."""
+        if size and index.numel() > size:
+            index = index[torch.randperm(index.numel(), device=index.device)[:size]]
+        return index
 
     def predict(self, interaction):
         z_u, z_i = self._representations()
