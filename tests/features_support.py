@@ -81,6 +81,7 @@ class FakeChatServer:
             self.requests.append(rec)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            handler.counted = True
         try:
             if self.delay:
                 time.sleep(self.delay)
@@ -100,7 +101,14 @@ class FakeChatServer:
             content = f"<think>The user listens to these artists.</think>\n<answer>{self.answer_text(prompt)}</answer>"
             return self._ok(handler, rec, self._body(body.get("model"), content))
         finally:
-            with self.lock:
+            self.leave(handler)
+
+    def leave(self, handler):
+        """The request stops being in flight when its answer starts (the client may send the next
+        one as soon as it is read), or when the handler gives up."""
+        with self.lock:
+            if getattr(handler, "counted", False):
+                handler.counted = False
                 self.in_flight -= 1
 
     def _ok(self, handler, rec, payload):
@@ -120,6 +128,7 @@ class FakeChatServer:
                 server.handle(self)
 
             def reply(self, status, payload, headers=None):
+                server.leave(self)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

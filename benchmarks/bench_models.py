@@ -1,23 +1,26 @@
 #!/usr/bin/env python
-"""Training-epoch time and peak memory of the multimodal baselines, as ratios to RecBole's LightGCN.
+"""Training-epoch time and peak memory of the plugin's models, as ratios to RecBole's LightGCN.
 
-    python benchmarks/bench_baselines.py                      # bundled lastfm-2k + Amazon Baby
-    python benchmarks/bench_baselines.py --datasets lastfm-2k --epochs 3 --threads 1
-    python benchmarks/bench_baselines.py --shared-data /path/to/shared/data
+    python benchmarks/bench_models.py                                  # every plugin model, lastfm-2k + Baby
+    python benchmarks/bench_models.py --models RecGOAT --datasets baby --user-features
+    python benchmarks/bench_models.py --models FREEDOM LGMRec VBPR BM3 --threads 1
+    python benchmarks/bench_models.py --shared-data /path/to/shared/data
 
-Per dataset, every model (FREEDOM, LGMRec, VBPR, BM3) runs in its own subprocess (so one model's
-freed memory cannot hide another's peak) right after a LightGCN run, its reference (a shared
-machine's load drifts: a ratio compares two adjacent runs): data and model are built,
-then ``warmup`` + ``epochs`` training epochs run through the plugin's trainer (``_train_epoch``,
-so FREEDOM's pre-epoch pruning is included; no evaluation). Reported: the median time of the timed
-epochs, the peak memory the training epochs add (CPU: sampled RSS above the level after the model
-was built; CUDA: allocator peak), the set-up time (data excluded: model construction, e.g. the
-item-item kNN graph, cached graphs cleared first) and each ratio to the adjacent LightGCN run
-(LightGCN's own row: its median run).
+Per dataset, every model runs in its own subprocess (so one model's freed memory cannot hide
+another's peak) right after a LightGCN run, its reference (a shared machine's load drifts: a
+ratio compares two adjacent runs): data and model are built, then ``warmup`` + ``epochs``
+training epochs run through the plugin's trainer (``_train_epoch``, so FREEDOM's pre-epoch
+pruning is included; no evaluation). Reported: the median time of the timed epochs, the peak
+memory the training epochs add (CPU: sampled RSS above the level after the model was built;
+CUDA: allocator peak), the set-up time and peak memory (data excluded: model construction, e.g.
+the item-item and user-user kNN graphs, graph cache empty) and each ratio to the adjacent
+LightGCN run (LightGCN's own row: its median run).
 
 The Baby catalogue is the real Amazon Baby interaction split (``<shared-data>/amazon-baby/
-{train,val,test}.json``, LATTICE format) with RANDOM feature matrices of the standard dimensions
-(image 4096, text 384): the numbers are for timing and memory only, not for accuracy.
+{train,val,test}.json``, LATTICE format, 19,445 users, 7,050 items, 160,792 interactions) with
+RANDOM feature matrices of the standard dimensions (image 4096, text 384; with
+``--user-features`` also 384-d user LM features): the numbers are for timing and memory only,
+not for accuracy.
 """
 
 import argparse
@@ -36,7 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-MODELS = ["LightGCN", "FREEDOM", "LGMRec", "VBPR", "BM3"]
+MODELS = ["LightGCN", "FREEDOM", "LGMRec", "VBPR", "BM3", "RecGOAT"]
 DEFAULT_SHARED_DATA = "/work/shared/data"
 BABY_DIMS = {"image": 4096, "text": 384}
 
@@ -67,13 +70,16 @@ def measure(model, dataset, data_path, epochs, warmup, threads, device, override
     }
     if data_path:
         cfg["data_path"] = data_path
+        if os.path.isfile(os.path.join(data_path, dataset, "user_feat.npy")):
+            cfg["user_feature_file"] = "user_feat.npy"  # --user-features
     if model != "LightGCN":
         cfg.update(overrides or {})
     try:
         config, ds, train_data, _, _, _ = prepare(model, dataset, config_dict=cfg, log=False)
         dev = config["device"]
         t0 = time.perf_counter()
-        net = build_model(config, train_data)
+        with PeakMemory(dev) as setup_mem:
+            net = build_model(config, train_data)
         setup_s = time.perf_counter() - t0
         trainer = get_trainer(config.model_class)(config, net)
         base_rss = current_rss_bytes()
@@ -88,6 +94,7 @@ def measure(model, dataset, data_path, epochs, warmup, threads, device, override
             "epoch_times": times,
             "peak_bytes": int(mem.peak_bytes),
             "setup_s": setup_s,
+            "setup_peak_bytes": int(setup_mem.peak_bytes),
             "rss_after_build": base_rss,
             "params": sum(p.numel() for p in net.parameters()),
             "batches": len(train_data),
@@ -103,8 +110,9 @@ def measure(model, dataset, data_path, epochs, warmup, threads, device, override
 # ---------------------------------------------------------------------------------------------
 
 
-def build_baby(shared_data, out_root, seed=0):
-    """Baby split (LATTICE json) -> ``<out_root>/baby`` with random image (4096) / text (384) features."""
+def build_baby(shared_data, out_root, seed=0, user_features=False):
+    """Baby split (LATTICE json) -> ``<out_root>/baby`` with random image (4096) / text (384)
+    features, and random 384-d user features when ``user_features``."""
     import numpy as np
 
     from recbole_recgoat.data.converters import convert_lattice_json
@@ -124,6 +132,11 @@ def build_baby(shared_data, out_root, seed=0):
         path = os.path.join(feat_dir, f"{name}_feat.npy")
         np.save(path, arr)
         files[f"{name}_feat.npy"] = path
+    if user_features:
+        n_users = len(json.load(open(os.path.join(json_dir, "train.json"))))
+        path = os.path.join(feat_dir, "user_feat.npy")
+        np.save(path, rng.random((n_users, 384), dtype=np.float32))
+        files["user_feat.npy"] = path
     convert_lattice_json(json_dir, os.path.join(out_root, "baby"), "baby", feature_files=files)
     return out_root
 
@@ -163,7 +176,7 @@ def print_table(dataset, rows, note):
     """``rows``: ``[(result, lightgcn_result measured just before it)]``, LightGCN's own runs included."""
     print(f"\n== {dataset} {note}")
     print(
-        f"{'model':<9} {'epoch s':>8} {'x LGCN':>7} {'peak MiB':>9} {'x LGCN':>7} {'setup s':>8} {'batches':>7}"
+        f"{'model':<9} {'epoch s':>8} {'x LGCN':>7} {'peak MiB':>9} {'x LGCN':>7} {'setup s':>8} {'setup MiB':>9} {'batches':>7}"
         f"  epoch times (adjacent LightGCN)"
     )
     slow = []
@@ -184,9 +197,9 @@ def print_table(dataset, rows, note):
         times = " ".join(f"{t:.2f}" for t in r["epoch_times"])
         print(
             f"{r['model']:<9} {r['epoch_s']:8.3f} {t_ratio:7.2f} {fmt_mb(r['peak_bytes']):>9} {m_ratio:7.2f} "
-            f"{r['setup_s']:8.2f} {r['batches']:7d}  {times}{ref}"
+            f"{r['setup_s']:8.2f} {fmt_mb(r.get('setup_peak_bytes', 0)):>9} {r['batches']:7d}  {times}{ref}"
         )
-    print("target (no baseline slower than 3x LightGCN):", "met" if not slow else f"MISSED by {', '.join(slow)}")
+    print("target (no model slower than 3x LightGCN per epoch):", "met" if not slow else f"MISSED by {', '.join(slow)}")
 
 
 def main(argv=None):
@@ -196,9 +209,10 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=MODELS, help="LightGCN is always measured first")
     parser.add_argument("--epochs", type=int, default=2, help="timed training epochs per model (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first epochs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings on a shared machine; 0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core; 1: steadier timings on a shared machine)")
+    parser.add_argument("--user-features", action="store_true", help="Baby: also random 384-d user LM features (RecGOAT's user-user graph)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for the baselines (not LightGCN), e.g. --set finetune_features=False")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for the models (not LightGCN), e.g. --set finetune_features=False")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_dataset", help=argparse.SUPPRESS)
     parser.add_argument("--_data_path", help=argparse.SUPPRESS)
@@ -215,15 +229,16 @@ def main(argv=None):
 
     models = ["LightGCN"] + [m for m in args.models if m != "LightGCN"]
     print(
-        f"bench_baselines: {args.epochs} timed + {args.warmup} warm-up training epoch(s) per model, no evaluation; "
+        f"bench_models: {args.epochs} timed + {args.warmup} warm-up training epoch(s) per model, no evaluation; "
         f"device {args.device}, torch threads {args.threads or 'default'}; each model in its own process"
-        + (f"; baselines with {' '.join(args.set)}" if args.set else "; defaults of properties/model/<Model>.yaml")
+        + (f"; models with {' '.join(args.set)}" if args.set else "; defaults of properties/model/<Model>.yaml")
     )
     tmp = tempfile.mkdtemp(prefix="bench-data-")
     try:
         for dataset in args.datasets:
             if dataset == "baby":
-                data_path, note = build_baby(args.shared_data, tmp), "(real Baby split; RANDOM image 4096-d + text 384-d features: timing only)"
+                data_path = build_baby(args.shared_data, tmp, user_features=args.user_features)
+                note = "(real Baby split; RANDOM image 4096-d + text 384-d" + (" + user 384-d" if args.user_features else "") + " features: timing only)"
             else:
                 data_path, note = None, "(bundled; real features)"
             # LightGCN runs again right before every model: each ratio compares runs made minutes
