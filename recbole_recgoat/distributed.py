@@ -11,11 +11,17 @@ from recbole_recgoat.quick_start import run
 
 
 def _worker(local_rank, kwargs, queue):
+    import torch.distributed as dist
+
     config_dict = dict(kwargs.pop("config_dict") or {})
     config_dict["local_rank"] = local_rank
-    result = run(config_dict=config_dict, **kwargs)
-    if local_rank == 0 and queue is not None:
-        queue.put(result)
+    try:
+        result = run(config_dict=config_dict, **kwargs)
+        if local_rank == 0 and queue is not None:
+            queue.put(result)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def run_any(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,

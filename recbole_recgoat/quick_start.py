@@ -62,9 +62,12 @@ def create_dataset(config):
 
 
 def resolve_eval_batch_size(config, dataset):
-    """``eval_batch_size: auto`` -> ``eval_batch_users`` users x the catalogue per full-sort batch."""
+    """``eval_batch_size: auto`` -> full-sort batches of ``eval_batch_users`` users x the catalogue,
+    fewer users when the score matrix would exceed ``eval_max_scores`` entries (so a 10^6-item
+    catalogue is scored a few users at a time: memory linear in the catalogue)."""
     if str(config["eval_batch_size"]).lower() == "auto":
-        config["eval_batch_size"] = int(config["eval_batch_users"]) * dataset.item_num
+        users = min(int(config["eval_batch_users"]), max(1, int(config["eval_max_scores"]) // dataset.item_num))
+        config["eval_batch_size"] = users * dataset.item_num
 
 
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, log=True):

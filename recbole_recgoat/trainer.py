@@ -8,7 +8,10 @@
 * ``model.epoch_diagnostics()`` after every training epoch when the model defines it; the dict
   it returns is written to RecBole's log;
 * checkpoints read with ``weights_only=False`` (torch >= 2.6 refuses RecBole's pickled Config);
-* a checkpoint name unique per run (RecBole's has one-second resolution);
+* a checkpoint name unique per run (RecBole's has one-second resolution), shared by all ranks
+  of a multi-process run;
+* data-parallel training on CPU (gloo) as well as CUDA: RecBole 1.2.1 wraps the model for
+  DistributedDataParallel with ``device_ids=[local_rank]``, valid on GPUs only;
 * bookkeeping for results: per-epoch train time, peak memory, the best epoch, the validation
   curve.
 """
@@ -28,8 +31,21 @@ class PluginTrainerMixin:
     """Mixin over a RecBole trainer class; see the module docstring."""
 
     def __init__(self, config, model):
-        super().__init__(config, model)
+        distributed = not config["single_spec"]
+        # RecBole wraps the model in DDP with device_ids=[local_rank], which torch refuses for a
+        # CPU model: build the trainer as single-process, then wrap the model ourselves.
+        config["single_spec"] = True
+        try:
+            super().__init__(config, model)
+        finally:
+            config["single_spec"] = not distributed
         name = f"{config['model']}-{config['dataset']}-{get_local_time()}-{os.getpid()}-{uuid.uuid4().hex[:6]}.pth"
+        if distributed:
+            device_ids = [config["local_rank"]] if self.device.type == "cuda" else None
+            self.distributed_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            shared = [name]
+            torch.distributed.broadcast_object_list(shared, src=0)  # every rank reads rank 0's checkpoint
+            name = shared[0]
         self.saved_model_file = os.path.join(self.checkpoint_dir, name)
         self.epoch_times = []
         self.peak_memory_bytes = 0
@@ -87,6 +103,8 @@ class PluginTrainerMixin:
     def load_model_file(self, model_file=None):
         """Load model parameters from ``model_file`` (default: this run's best checkpoint)."""
         path = model_file or self.saved_model_file
+        if not self.config["single_spec"]:
+            torch.distributed.barrier()  # rank 0 has finished writing it
         checkpoint = self._read_checkpoint(path)
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))

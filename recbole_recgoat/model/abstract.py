@@ -2,6 +2,7 @@
 
 import os
 from collections import OrderedDict
+from logging import getLogger
 
 import torch
 from recbole.model.abstract_recommender import GeneralRecommender
@@ -49,6 +50,9 @@ class MultiModalRecommender(GeneralRecommender):
         self.norm_adj = bipartite_norm_adj(self.train_users, self.train_items, self.n_users, self.n_items).to(self.device)
         self.adj_op = SparseOperator(self.norm_adj, symmetric=True)
         self.graph_cache_dir = config["graph_cache_dir"] if "graph_cache_dir" in config else None
+        self.knn_method = config["knn_method"] or "auto"
+        self.knn_nprobe = config["knn_nprobe"] or 32
+        self.graph_stats = {}
         self.dataset_name = config["dataset"]
 
     def item_valid_mask(self):
@@ -64,6 +68,14 @@ class MultiModalRecommender(GeneralRecommender):
         return mask
 
     def knn_graph(self, x, k, valid, tag, **kwargs):
-        """Cached kNN edge list over rows of ``x`` (see :func:`~recbole_recgoat.model.layers.cached_knn_graph`)."""
+        """Cached kNN edge list over rows of ``x`` (see :func:`~recbole_recgoat.model.layers.cached_knn_graph`);
+        ``knn_method`` / ``knn_nprobe`` from the config; the build (method, time, and recall
+        against exact search when approximate) is logged."""
         cache = os.path.join(self.graph_cache_dir, self.dataset_name) if self.graph_cache_dir else None
-        return cached_knn_graph(x, k, cache_dir=cache, tag=tag, valid=valid, **kwargs).to(self.device)
+        stats = {}
+        kwargs.setdefault("method", self.knn_method)
+        kwargs.setdefault("nprobe", self.knn_nprobe)
+        edge_index = cached_knn_graph(x, k, cache_dir=cache, tag=tag, valid=valid, stats=stats, **kwargs).to(self.device)
+        self.graph_stats[tag] = dict(stats, edges=int(edge_index.shape[1]))
+        getLogger().info(f"kNN graph {tag.strip('-')}: {self.graph_stats[tag]}")
+        return edge_index

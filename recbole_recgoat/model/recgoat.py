@@ -65,6 +65,7 @@ class RecGOAT(MultiModalRecommender):
         self.cl_sample = config["cl_sample"]
         self.plan_eps = config["plan_eps"]
         self.use_transport_map = config["use_transport_map"]
+        self.normalize_items = bool(config["normalize_items"])
         self.fusion = self._choice(config, "fusion", FUSIONS)
         self.ui_graph = self._choice(config, "ui_graph", UI_GRAPHS)
         heads, drop, n_mm = config["gat_heads"], config["gat_dropout"], config["n_mm_layers"]
@@ -206,7 +207,7 @@ class RecGOAT(MultiModalRecommender):
             fused = z_cf_i + sum(parts)
         else:
             fused = self.item_concat(torch.cat([z_cf_i] + parts, dim=1))
-        return F.normalize(fused, dim=1)
+        return F.normalize(fused, dim=1) if self.normalize_items else fused
 
     def _fuse_users(self, z_cf_u, z_llm_u):
         """``z_u = w_cf Z^cf_U + w_llm Z^llm_U`` (weighted), ``Z^cf_U`` alone without the user branch."""

@@ -1,0 +1,71 @@
+"""Scale: linear-memory graph builders, approximate kNN with measured recall, chunked evaluation."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import BUNDLED
+from recbole_recgoat.model import layers as L
+from recbole_recgoat.quick_start import build_model, prepare
+
+LASTFM = BUNDLED / "lastfm-2k"
+
+
+def test_lightgcn_vectorised_adjacency_is_recboles():
+    from recbole.model.general_recommender.lightgcn import LightGCN
+
+    c, ds, tr, *_ = prepare("LightGCN", config_dict={"state": "WARNING"}, log=False)
+    model = build_model(c, tr)
+    new, old = model.get_norm_adj_mat(), LightGCN._recbole_get_norm_adj_mat(model)
+    assert torch.equal(new._indices(), old._indices()) and torch.equal(new._values(), old._values())
+
+
+def test_exact_knn_is_blockwise_and_independent_of_block_size():
+    x = torch.from_numpy(np.load(LASTFM / "text_feat.npy"))
+    valid = torch.ones(len(x), dtype=torch.bool)
+    a, sa = L.knn_neighbours(x, 10, valid, method="exact")
+    b, sb = L.knn_neighbours(x, 10, valid, method="exact", max_block_bytes=4 * len(x) * 7)  # 7 rows a block
+    assert torch.equal(a, b) and torch.allclose(sa, sb, atol=1e-6)
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_faiss_knn_recall_is_measured_and_high(include_self):
+    pytest.importorskip("faiss")
+    x = torch.from_numpy(np.load(LASTFM / "text_feat.npy"))
+    valid = torch.ones(len(x), dtype=torch.bool)
+    valid[5] = False
+    stats = {}
+    approx, _ = L.knn_neighbours(x, 10, valid, include_self=include_self, method="faiss", nprobe=8, stats=stats)
+    exact, _ = L.knn_neighbours(x, 10, valid, include_self=include_self, method="exact")
+    assert stats["method"] == "faiss" and 0.9 <= stats["recall_at_k"] <= 1.0
+    got, ref = set(map(tuple, approx.T.tolist())), set(map(tuple, exact.T.tolist()))
+    overall = len(got & ref) / len(ref)
+    assert overall >= 0.9 and abs(overall - stats["recall_at_k"]) < 0.05  # the sampled recall tells the truth
+    assert not any(5 in e for e in got)  # invalid node: no edges either way
+    assert any(u == v for u, v in got) == include_self
+
+
+def test_auto_knn_switches_to_faiss_above_the_threshold(monkeypatch):
+    pytest.importorskip("faiss")
+    x = torch.from_numpy(np.load(LASTFM / "audio_feat.npy")).float()
+    stats = {}
+    L.knn_neighbours(x, 5, method="auto", stats=stats)
+    assert stats["method"] == "exact"
+    monkeypatch.setattr(L, "KNN_EXACT_MAX_NODES", 1000)
+    L.knn_neighbours(x, 5, method="auto", stats=stats)
+    assert stats["method"] == "faiss" and "recall_at_k" in stats
+
+
+def test_model_logs_knn_build_and_uses_the_configured_method():
+    pytest.importorskip("faiss")
+    c, ds, tr, *_ = prepare("RecGOAT", config_dict={"state": "WARNING", "knn_method": "faiss", "graph_cache_dir": None}, log=False)
+    model = build_model(c, tr)
+    stats = model.graph_stats["recgoat-item-text-"]
+    assert stats["method"] == "faiss" and stats["recall_at_k"] > 0.9 and stats["edges"] > 0
+
+
+def test_eval_batches_are_capped_by_the_catalogue():
+    c, ds, *_ = prepare("BPR", config_dict={"state": "WARNING", "eval_max_scores": 10 * 1426}, log=False)
+    assert c["eval_batch_size"] == 10 * ds.item_num  # 10 users per full-sort batch, not 256
+    c, ds, *_ = prepare("BPR", config_dict={"state": "WARNING"}, log=False)
+    assert c["eval_batch_size"] == 256 * ds.item_num
