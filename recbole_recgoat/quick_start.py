@@ -12,6 +12,7 @@ import torch
 from logging import getLogger
 
 from recbole.data import data_preparation
+from recbole.data.utils import get_dataloader
 from recbole.utils import init_logger as recbole_init_logger
 from recbole.utils import init_seed as recbole_init_seed
 from recbole.utils import set_color
@@ -81,7 +82,26 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
     logger.info(ds)
     resolve_eval_batch_size(config, ds)
     train_data, valid_data, test_data = data_preparation(config, ds)
+    train_data = resolve_train_batch_size(config, train_data)
     return config, ds, train_data, valid_data, test_data, logfile
+
+
+def resolve_train_batch_size(config, train_data):
+    """``train_steps_per_epoch: S`` -> batches of ``max(train_batch_size, ceil(n_train / S))``.
+
+    For full-graph models a training step costs ``O(users + items + interactions)``; with a fixed
+    batch the number of steps also grows with the interactions, so an epoch grows quadratically.
+    A fixed number of steps per epoch keeps the epoch linear on large catalogues (and leaves
+    datasets with fewer than ``S x train_batch_size`` interactions unchanged).
+    """
+    steps = config["train_steps_per_epoch"]
+    if not steps:
+        return train_data
+    batch = max(int(config["train_batch_size"]), -(-len(train_data._dataset) // int(steps)))
+    if batch == config["train_batch_size"]:
+        return train_data
+    config["train_batch_size"] = batch  # the dataloader fixes its batch at construction: rebuild it
+    return get_dataloader(config, "train")(config, train_data._dataset, train_data._sampler, shuffle=config["shuffle"])
 
 
 def build_model(config, train_data):

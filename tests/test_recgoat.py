@@ -272,8 +272,11 @@ def test_ablation_fusion(lfm, fusion):
     assert hasattr(model, "item_concat") == (fusion == "concat")
     _, z_i, parts = _parts(model)
     if fusion == "sum":
-        expected = F.normalize(parts["z_cf_i"] + sum(parts["t_m"].values()), dim=1)
+        expected = parts["z_cf_i"] + sum(parts["t_m"].values())
         assert torch.allclose(z_i, expected, atol=1e-6)
+        model, _ = _model(lfm, fusion=fusion, normalize_items=True)
+        _, z_i, parts = _parts(model)
+        assert torch.allclose(z_i, F.normalize(parts["z_cf_i"] + sum(parts["t_m"].values()), dim=1), atol=1e-6)
 
 
 def test_modality_subsets(lfm):

@@ -69,3 +69,27 @@ def test_eval_batches_are_capped_by_the_catalogue():
     assert c["eval_batch_size"] == 10 * ds.item_num  # 10 users per full-sort batch, not 256
     c, ds, *_ = prepare("BPR", config_dict={"state": "WARNING"}, log=False)
     assert c["eval_batch_size"] == 256 * ds.item_num
+
+
+def test_chunked_attention_equals_whole_graph_attention():
+    """GAT in checkpointed chunks of edges gives the whole-graph output and gradients."""
+    torch.manual_seed(0)
+    gat = L.GATEncoder(16, n_layers=1, heads=4, dropout=0.0)
+    x = torch.randn(300, 16, requires_grad=True)
+    edges = L.knn_graph(torch.randn(300, 8), 6, symmetric=True, self_loops=True)
+    targets = torch.tensor([299, 3, 150, 7, 8, 9, 100, 42])
+    full = gat(x, edges)
+    for tg in (None, targets):
+        want = full if tg is None else full[tg]
+        got = gat.rows(x, edges, tg, chunk_edges=50)
+        assert torch.allclose(got, want, atol=1e-6)
+        g1 = torch.autograd.grad(want.square().sum(), [x] + list(gat.parameters()), retain_graph=True)
+        g2 = torch.autograd.grad(got.square().sum(), [x] + list(gat.parameters()))
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g1, g2))
+
+
+def test_train_steps_per_epoch_sets_the_batch():
+    c, ds, tr, *_ = prepare("BPR", config_dict={"state": "WARNING", "train_steps_per_epoch": 4}, log=False)
+    assert c["train_batch_size"] == -(-44327 // 4) and len(tr) == 4
+    c, ds, tr, *_ = prepare("BPR", config_dict={"state": "WARNING", "train_steps_per_epoch": 1000}, log=False)
+    assert c["train_batch_size"] == 2048  # small data: unchanged

@@ -66,6 +66,7 @@ class RecGOAT(MultiModalRecommender):
         self.plan_eps = config["plan_eps"]
         self.use_transport_map = config["use_transport_map"]
         self.normalize_items = bool(config["normalize_items"])
+        self.gat_chunk_edges = config["gat_chunk_edges"]
         self.fusion = self._choice(config, "fusion", FUSIONS)
         self.ui_graph = self._choice(config, "ui_graph", UI_GRAPHS)
         heads, drop, n_mm = config["gat_heads"], config["gat_dropout"], config["n_mm_layers"]
@@ -183,20 +184,10 @@ class RecGOAT(MultiModalRecommender):
         )
         return tmap
 
-    @staticmethod
-    def _attend(gat, x, edge_index, targets):
-        """``gat(x)`` at the rows ``targets`` (all rows when None), using only the edges into them.
-
-        ``x [N, d]``, ``edge_index [2, E]`` -> ``[len(targets), d]`` (exact for a one-layer GAT;
-        with more layers the receptive field is cut to the last hop, so all edges are kept).
-        """
-        if targets is None:
-            return gat(x, edge_index)
-        if len(gat.convs) == 1:
-            keep = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-            keep[targets] = True
-            edge_index = edge_index[:, keep[edge_index[1]]]
-        return rows(gat(x, edge_index), targets)
+    def _attend(self, gat, x, edge_index, targets):
+        """``gat(x)`` at the rows ``targets`` (all when None), along the edges into them only, in
+        chunks of ``gat_chunk_edges`` edges (see :meth:`GATEncoder.rows`)."""
+        return gat.rows(x, edge_index, targets, chunk_edges=self.gat_chunk_edges)
 
     def _fuse_items(self, z_cf_i, parts):
         """``z_i = normalize(LayerNorm(w_id Z^cf_I + sum_m w_m T_m))`` (weighted); sum / concat: naive fusions."""
