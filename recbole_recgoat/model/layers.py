@@ -77,7 +77,7 @@ def bipartite_norm_adj(users, items, n_users, n_items, weights=None):
 # ----------------------------------------------------------------------------------------------
 
 
-KNN_EXACT_MAX_NODES = 50_000  # above this, method="auto" uses faiss (IVF) when it is installed
+KNN_EXACT_MAX_NODES = 20_000  # above this, method="auto" uses faiss (IVF) when it is installed
 
 
 def _exact_topk(xn, queries, valid, k, include_self, max_block_bytes):
