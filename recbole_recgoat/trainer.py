@@ -103,9 +103,13 @@ class PluginTrainerMixin:
     def load_model_file(self, model_file=None):
         """Load model parameters from ``model_file`` (default: this run's best checkpoint)."""
         path = model_file or self.saved_model_file
-        if not self.config["single_spec"]:
-            torch.distributed.barrier()  # rank 0 has finished writing it
-        checkpoint = self._read_checkpoint(path)
+        if self.config["single_spec"]:
+            checkpoint = self._read_checkpoint(path)
+        else:  # rank 0 wrote it; it reads it and sends it (no shared folder needed between machines)
+            torch.distributed.barrier()
+            shared = [self._read_checkpoint(path) if torch.distributed.get_rank() == 0 else None]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            checkpoint = shared[0]
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.logger.info(f"Loading model structure and parameters from {path}")
