@@ -9,7 +9,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj, cached_knn_graph, training_edges
+from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj, cached_knn_graph, rows, training_edges
 from recbole_recgoat.trainer import MultiModalTrainer
 
 
@@ -28,6 +28,11 @@ class MultiModalRecommender(GeneralRecommender):
 
     Subclasses may define ``pre_epoch_processing()`` (called before every training epoch) and
     ``epoch_diagnostics() -> dict`` (logged after every training epoch).
+
+    Scoring: a subclass implements :meth:`inference_embeddings` (all users' and items' final
+    vectors); ``predict`` and ``full_sort_predict`` score ``user . item`` from them, computed once
+    per evaluation (cached while the model is in eval mode, dropped by ``train()`` and by every
+    training step, see :meth:`invalidate`).
     """
 
     input_type = InputType.PAIRWISE
@@ -53,7 +58,44 @@ class MultiModalRecommender(GeneralRecommender):
         self.knn_method = config["knn_method"] or "auto"
         self.knn_nprobe = config["knn_nprobe"] or 32
         self.graph_stats = {}
+        self._cache = None
         self.dataset_name = config["dataset"]
+
+    # -- scoring ---------------------------------------------------------------------------
+    def inference_embeddings(self):
+        """``(users [n_users, d], items [n_items, d])`` whose dot products are the scores."""
+        raise NotImplementedError
+
+    def cache_inference(self):
+        """Whether :meth:`inference_embeddings` may be reused within an evaluation (False for a
+        model that samples at inference)."""
+        return True
+
+    def invalidate(self):
+        """Drop the cached scoring vectors (parameters are about to change)."""
+        self._cache = None
+
+    def scoring_embeddings(self):
+        """:meth:`inference_embeddings` under ``no_grad``, cached in eval mode."""
+        if self._cache is not None and not self.training:
+            return self._cache
+        with torch.no_grad():
+            out = self.inference_embeddings()
+        if not self.training and self.cache_inference():
+            self._cache = out
+        return out
+
+    def predict(self, interaction):
+        users, items = self.scoring_embeddings()
+        return (rows(users, interaction[self.USER_ID]) * rows(items, interaction[self.ITEM_ID])).sum(dim=1)
+
+    def full_sort_predict(self, interaction):
+        users, items = self.scoring_embeddings()
+        return rows(users, interaction[self.USER_ID]) @ items.T
+
+    def train(self, mode=True):
+        self.invalidate()
+        return super().train(mode)
 
     def item_valid_mask(self):
         """``[n_items]`` True for real items (False for RecBole's PAD id 0)."""

@@ -77,7 +77,6 @@ class BM3(MultiModalRecommender):
                 self.feature_tables[m] = nn.Parameter(f.clone())
             self.feature_proj[m] = nn.Linear(f.shape[1], d)
             nn.init.xavier_normal_(self.feature_proj[m].weight)
-        self._cache = None
 
     def forward(self):
         """Online ID embeddings ``(h_U [n_users, d], h_I [n_items, d])``."""
@@ -93,7 +92,7 @@ class BM3(MultiModalRecommender):
 
     def calculate_loss(self, interaction):
         """BM3's loss of a batch of positive pairs; no negative item is read."""
-        self._cache = None
+        self.invalidate()
         users = interaction[self.USER_ID]
         items = interaction[self.ITEM_ID]
         u_online_all, i_online_all = self.forward()
@@ -115,24 +114,7 @@ class BM3(MultiModalRecommender):
         return loss + self.reg_weight * reg + self.cl_weight * align
 
     # -- inference -------------------------------------------------------------------------
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
-
-    def _inference_embeddings(self):
-        if self._cache is not None and not self.training:
-            return self._cache
-        with torch.no_grad():
-            users, items = self.forward()
-            out = (self.predictor(users), self.predictor(items))
-        if not self.training:
-            self._cache = out
-        return out
-
-    def predict(self, interaction):
-        users, items = self._inference_embeddings()
-        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        users, items = self._inference_embeddings()
-        return users[interaction[self.USER_ID]] @ items.T
+    def inference_embeddings(self):
+        """Scores are ``predictor(h_u) . predictor(h_i)`` (the online predictor's outputs)."""
+        users, items = self.forward()
+        return self.predictor(users), self.predictor(items)

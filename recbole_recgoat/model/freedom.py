@@ -145,7 +145,6 @@ class FREEDOM(MultiModalRecommender):
         self.masked_adj = None  # sparse COO of the current epoch's pruned graph
         self.masked_op = None
         self.kept_edges = None  # [E'] indices of the edges of the current epoch's graph
-        self._cache = None
 
     def feature_table(self, modality):
         """``[n_items, F_m]``: the fine-tuned table (``finetune_features``) or the frozen features."""
@@ -172,7 +171,7 @@ class FREEDOM(MultiModalRecommender):
 
     def pre_epoch_processing(self):
         """Re-sample the pruned, re-normalised user-item graph (called before every training epoch)."""
-        self._cache = None
+        self.invalidate()
         if self.dropout <= 0.0:
             self.kept_edges = torch.arange(self.edge_weights.numel(), device=self.device)
             self.masked_adj, self.masked_op = self.norm_adj, self.adj_op
@@ -200,7 +199,7 @@ class FREEDOM(MultiModalRecommender):
         return users, items + h
 
     def calculate_loss(self, interaction):
-        self._cache = None
+        self.invalidate()
         if self.masked_op is None:
             self.pre_epoch_processing()
         users = interaction[self.USER_ID]
@@ -219,23 +218,6 @@ class FREEDOM(MultiModalRecommender):
         return loss
 
     # -- inference (full graph) --------------------------------------------------------------
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
-
-    def _inference_embeddings(self):
-        if self._cache is not None and not self.training:
-            return self._cache
-        with torch.no_grad():
-            out = self.forward(self.adj_op)
-        if not self.training:
-            self._cache = out
-        return out
-
-    def predict(self, interaction):
-        user_all, item_all = self._inference_embeddings()
-        return (user_all[interaction[self.USER_ID]] * item_all[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        user_all, item_all = self._inference_embeddings()
-        return user_all[interaction[self.USER_ID]] @ item_all.T
+    def inference_embeddings(self):
+        """Scores on the full (unpruned) graph."""
+        return self.forward(self.adj_op)

@@ -119,7 +119,6 @@ class LGMRec(MultiModalRecommender):
         self.R_op = SparseOperator(self.R)
         deg = torch.bincount(users, minlength=self.n_users).float()
         self.inv_user_deg = (1.0 / (deg + 1e-7)).unsqueeze(1)  # [n_users, 1]
-        self._cache = None
 
     # -- parts -----------------------------------------------------------------------------
     def cge(self):
@@ -225,7 +224,7 @@ class LGMRec(MultiModalRecommender):
         return loss
 
     def calculate_loss(self, interaction):
-        self._cache = None
+        self.invalidate()
         users = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
@@ -237,24 +236,10 @@ class LGMRec(MultiModalRecommender):
         return loss + self.reg_weight * embedding_norm_loss(u, ip, ineg)
 
     # -- inference -------------------------------------------------------------------------
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
-
-    def _inference_embeddings(self):
-        reuse = not self.training and not self.gumbel_at_inference
-        if reuse and self._cache is not None:
-            return self._cache
-        with torch.no_grad():
-            users, items, _ = self.forward()
-        if reuse:
-            self._cache = (users, items)
+    def inference_embeddings(self):
+        users, items, _ = self.forward()
         return users, items
 
-    def predict(self, interaction):
-        users, items = self._inference_embeddings()
-        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        users, items = self._inference_embeddings()
-        return users[interaction[self.USER_ID]] @ items.T
+    def cache_inference(self):
+        """The reference behaviour samples Gumbel noise at inference: then nothing is reused."""
+        return not self.gumbel_at_inference

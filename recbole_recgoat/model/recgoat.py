@@ -122,7 +122,6 @@ class RecGOAT(MultiModalRecommender):
         gen = torch.Generator().manual_seed(int(config["seed"]))
         items = torch.nonzero(valid.cpu()).flatten()
         self.diag_items = items[torch.randperm(items.numel(), generator=gen)[: config["diag_sample"]]].to(self.device)
-        self._cache = None
         self._plan_potentials = {}
         self._reset_epoch_stats()
 
@@ -244,7 +243,7 @@ class RecGOAT(MultiModalRecommender):
     # RecBole interface
     # ------------------------------------------------------------------------------------------
     def calculate_loss(self, interaction):
-        self._cache = None
+        self.invalidate()
         user = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
@@ -273,25 +272,9 @@ class RecGOAT(MultiModalRecommender):
             index = index[torch.randperm(index.numel(), device=index.device)[:size]]
         return index
 
-    def predict(self, interaction):
-        z_u, z_i = self._representations()
-        return (rows(z_u, interaction[self.USER_ID]) * rows(z_i, interaction[self.ITEM_ID])).sum(dim=1)
-
-    def full_sort_predict(self, interaction):
-        z_u, z_i = self._representations()
-        return rows(z_u, interaction[self.USER_ID]) @ z_i.T
-
-    def _representations(self):
-        """Cached ``(z_u, z_i)`` for evaluation (recomputed after any training step)."""
-        if self._cache is None:
-            with torch.no_grad():
-                z_u, z_i, _ = self.forward()
-            self._cache = (z_u, z_i)
-        return self._cache
-
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
+    def inference_embeddings(self):
+        z_u, z_i, _ = self.forward()
+        return z_u, z_i
 
     # ------------------------------------------------------------------------------------------
     # diagnostics (logged by the trainer after every epoch)

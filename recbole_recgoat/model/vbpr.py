@@ -66,7 +66,6 @@ class VBPR(MultiModalRecommender):
         if self.use_bias:
             self.item_bias = nn.Parameter(torch.zeros(self.n_items))  # beta_i
             self.visual_bias = nn.Parameter(torch.zeros(self.content.shape[1]))  # beta'
-        self._cache = None
 
     # -- parts -----------------------------------------------------------------------------
     def item_vectors(self, items=None):
@@ -108,7 +107,7 @@ class VBPR(MultiModalRecommender):
         return s
 
     def calculate_loss(self, interaction):
-        self._cache = None
+        self.invalidate()
         users = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
@@ -118,28 +117,10 @@ class VBPR(MultiModalRecommender):
         return loss + self.reg_weight * embedding_norm_loss(u, qp, qn)
 
     # -- inference -------------------------------------------------------------------------
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
-
-    def _all_items(self):
-        """``(Q [n_items, 2d], item bias [n_items] or None)``, cached in eval mode."""
-        if self._cache is not None and not self.training:
-            return self._cache
-        with torch.no_grad():
-            q = self.item_vectors()
-            bias = sum(self._biases()) if self.use_bias else None
-        if not self.training:
-            self._cache = (q, bias)
-        return q, bias
-
-    def predict(self, interaction):
-        items = interaction[self.ITEM_ID]
-        q, bias = self._all_items()
-        s = (self.u_embedding[interaction[self.USER_ID]] * q[items]).sum(1)
-        return s if bias is None else s + bias[items]
-
-    def full_sort_predict(self, interaction):
-        q, bias = self._all_items()
-        s = self.u_embedding[interaction[self.USER_ID]] @ q.T
-        return s if bias is None else s + bias
+    def inference_embeddings(self):
+        """``([p_u ; 1], [q_i ; beta_i + beta'^T f_i])``: the dot product is the full VBPR score."""
+        users, items = self.u_embedding, self.item_vectors()
+        if self.use_bias:
+            users = torch.cat([users, users.new_ones(users.shape[0], 1)], dim=1)
+            items = torch.cat([items, sum(self._biases()).unsqueeze(1)], dim=1)
+        return users, items
