@@ -52,9 +52,15 @@ def paired_wilcoxon(a, b, correction=True):
         return out
     import warnings
 
-    with warnings.catch_warnings():  # scipy warns when it switches to the normal approximation
+    # The method is chosen here, not by scipy's 'auto' (which changed between scipy 1.12 and 1.13+
+    # for data with zeros): the exact distribution for up to 50 non-zero differences without zeros
+    # or ties, else the normal approximation (with continuity correction), as R's wilcox.test does.
+    nz = d[d != 0]
+    exact = nonzero <= 50 and nonzero == d.size and np.unique(np.abs(nz)).size == nz.size
+    with warnings.catch_warnings():  # scipy warns when it uses the normal approximation
         warnings.simplefilter("ignore")
-        res = stats.wilcoxon(a, b, zero_method="wilcox", correction=correction, alternative="two-sided")
+        res = stats.wilcoxon(a, b, zero_method="wilcox", correction=correction, alternative="two-sided",
+                             method="exact" if exact else "approx")
     out["W"], out["p"] = float(res.statistic), float(res.pvalue)
     return out
 
