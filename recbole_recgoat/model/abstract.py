@@ -13,6 +13,12 @@ from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj, cac
 from recbole_recgoat.trainer import MultiModalTrainer
 
 
+def config_value(config, key, default):
+    """``config[key]``, or ``default`` when the key is absent or null."""
+    value = config[key]
+    return default if value is None else value
+
+
 class MultiModalRecommender(GeneralRecommender):
     """A RecBole ``GeneralRecommender`` that reads the dataset's feature matrices.
 

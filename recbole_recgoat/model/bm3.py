@@ -30,13 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.utils import InputType
 
-from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.abstract import MultiModalRecommender, config_value
 from recbole_recgoat.model.layers import embedding_norm_loss, propagate
-
-
-def _get(config, key, default):
-    value = config[key]
-    return default if value is None else value
 
 
 def _cos_loss(a, b):
@@ -55,11 +50,11 @@ class BM3(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size = d = int(_get(config, "embedding_size", 64))
-        self.n_layers = int(_get(config, "n_layers", 1))
-        self.dropout = float(_get(config, "dropout", 0.5))
-        self.reg_weight = float(_get(config, "reg_weight", 0.1))
-        self.cl_weight = float(_get(config, "cl_weight", 2.0))
+        self.embedding_size = d = int(config_value(config, "embedding_size", 64))
+        self.n_layers = int(config_value(config, "n_layers", 1))
+        self.dropout = float(config_value(config, "dropout", 0.5))
+        self.reg_weight = float(config_value(config, "reg_weight", 0.1))
+        self.cl_weight = float(config_value(config, "cl_weight", 2.0))
 
         self.user_embedding = nn.Embedding(self.n_users, d)
         self.item_id_embedding = nn.Embedding(self.n_items, d)
@@ -69,7 +64,7 @@ class BM3(MultiModalRecommender):
         nn.init.xavier_normal_(self.predictor.weight)
 
         # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
-        self.finetune_features = bool(_get(config, "finetune_features", True))
+        self.finetune_features = bool(config_value(config, "finetune_features", True))
         self.feature_tables = nn.ParameterDict()
         self.feature_proj = nn.ModuleDict()
         for m, f in self.item_feats.items():

@@ -36,7 +36,7 @@ import torch.nn as nn
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.abstract import MultiModalRecommender, config_value
 from recbole_recgoat.model.layers import (
     SparseOperator,
     bipartite_norm_adj,
@@ -47,11 +47,6 @@ from recbole_recgoat.model.layers import (
     sample_without_replacement,
     weighted_sparse_sum,
 )
-
-
-def _get(config, key, default):
-    value = config[key]
-    return default if value is None else value
 
 
 def modality_mix_weights(modalities, image_weight=0.1, text_modality="text", explicit=None):
@@ -96,25 +91,25 @@ class FREEDOM(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size = int(_get(config, "embedding_size", 64))
-        self.feat_embed_dim = int(_get(config, "feat_embed_dim", self.embedding_size))
+        self.embedding_size = int(config_value(config, "embedding_size", 64))
+        self.feat_embed_dim = int(config_value(config, "feat_embed_dim", self.embedding_size))
         if self.feat_embed_dim != self.embedding_size:
             raise InputError(
                 f"feat_embed_dim: {self.feat_embed_dim}; expected embedding_size ({self.embedding_size}): "
                 "FREEDOM scores projected features against user embeddings"
             )
-        self.knn_k = int(_get(config, "knn_k", 10))
-        self.n_mm_layers = int(_get(config, "n_mm_layers", 1))
-        self.n_ui_layers = int(_get(config, "n_ui_layers", 2))
-        self.dropout = float(_get(config, "dropout", 0.8))
+        self.knn_k = int(config_value(config, "knn_k", 10))
+        self.n_mm_layers = int(config_value(config, "n_mm_layers", 1))
+        self.n_ui_layers = int(config_value(config, "n_ui_layers", 2))
+        self.dropout = float(config_value(config, "dropout", 0.8))
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout: {self.dropout}; expected the fraction of training edges pruned, in [0, 1)")
-        self.reg_weight = float(_get(config, "reg_weight", 0.0))
-        self.knn_symmetric = bool(_get(config, "knn_symmetric", True))
+        self.reg_weight = float(config_value(config, "reg_weight", 0.0))
+        self.knn_symmetric = bool(config_value(config, "knn_symmetric", True))
         self.mix_weights = modality_mix_weights(
             self.modalities,
-            float(_get(config, "mm_image_weight", 0.1)),
-            str(_get(config, "text_modality", "text")),
+            float(config_value(config, "mm_image_weight", 0.1)),
+            str(config_value(config, "text_modality", "text")),
             config["modality_weights"],
         )
 
@@ -124,7 +119,7 @@ class FREEDOM(MultiModalRecommender):
         nn.init.xavier_uniform_(self.item_id_embedding.weight)
 
         # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
-        self.finetune_features = bool(_get(config, "finetune_features", True))
+        self.finetune_features = bool(config_value(config, "finetune_features", True))
         self.feature_tables = nn.ParameterDict(
             {m: nn.Parameter(f.clone()) for m, f in self.item_feats.items()} if self.finetune_features else {}
         )

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.abstract import MultiModalRecommender, config_value
 from recbole_recgoat.model.layers import (
     SparseOperator,
     bpr_loss,
@@ -52,11 +52,6 @@ from recbole_recgoat.model.layers import (
 )
 
 MISSING_MODALITY_MODES = ("use_available", "cf_only")
-
-
-def _get(config, key, default):
-    value = config[key]
-    return default if value is None else value
 
 
 class LGMRec(MultiModalRecommender):
@@ -72,28 +67,28 @@ class LGMRec(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size = int(_get(config, "embedding_size", 64))
-        self.feat_embed_dim = int(_get(config, "feat_embed_dim", self.embedding_size))
+        self.embedding_size = int(config_value(config, "embedding_size", 64))
+        self.feat_embed_dim = int(config_value(config, "feat_embed_dim", self.embedding_size))
         if self.feat_embed_dim != self.embedding_size:
             raise InputError(
                 f"feat_embed_dim: {self.feat_embed_dim}; expected embedding_size ({self.embedding_size}): "
                 "LGMRec adds modality and collaborative embeddings"
             )
-        self.n_ui_layers = int(_get(config, "n_ui_layers", 2))
-        self.n_mm_layers = int(_get(config, "n_mm_layers", 2))
-        self.n_hyper_layer = int(_get(config, "n_hyper_layer", 1))
+        self.n_ui_layers = int(config_value(config, "n_ui_layers", 2))
+        self.n_mm_layers = int(config_value(config, "n_mm_layers", 2))
+        self.n_hyper_layer = int(config_value(config, "n_hyper_layer", 1))
         if self.n_hyper_layer < 1:
             raise InputError(f"n_hyper_layer: {self.n_hyper_layer}; expected at least 1 hypergraph pass")
-        self.hyper_num = int(_get(config, "hyper_num", 4))
-        self.keep_rate = float(_get(config, "keep_rate", 0.5))
+        self.hyper_num = int(config_value(config, "hyper_num", 4))
+        self.keep_rate = float(config_value(config, "keep_rate", 0.5))
         if not 0.0 < self.keep_rate <= 1.0:
             raise InputError(f"keep_rate: {self.keep_rate}; expected a probability in (0, 1]")
-        self.alpha = float(_get(config, "alpha", 0.3))
-        self.cl_weight = float(_get(config, "cl_weight", 1e-4))
-        self.reg_weight = float(_get(config, "reg_weight", 1e-6))
-        self.tau = float(_get(config, "tau", 0.2))
-        self.gumbel_at_inference = bool(_get(config, "lgmrec_gumbel_at_inference", False))
-        self.missing_modality = str(_get(config, "lgmrec_missing_modality", "use_available"))
+        self.alpha = float(config_value(config, "alpha", 0.3))
+        self.cl_weight = float(config_value(config, "cl_weight", 1e-4))
+        self.reg_weight = float(config_value(config, "reg_weight", 1e-6))
+        self.tau = float(config_value(config, "tau", 0.2))
+        self.gumbel_at_inference = bool(config_value(config, "lgmrec_gumbel_at_inference", False))
+        self.missing_modality = str(config_value(config, "lgmrec_missing_modality", "use_available"))
         if self.missing_modality not in MISSING_MODALITY_MODES:
             raise InputError(
                 f"lgmrec_missing_modality: {self.missing_modality!r}; expected one of {', '.join(MISSING_MODALITY_MODES)}"

@@ -26,15 +26,10 @@ import torch.nn.functional as F
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.abstract import MultiModalRecommender, config_value
 from recbole_recgoat.model.layers import bpr_loss, embedding_norm_loss, gather_rows
 
 FEATURE_NORMS = ("none", "l2")
-
-
-def _get(config, key, default):
-    value = config[key]
-    return default if value is None else value
 
 
 class VBPR(MultiModalRecommender):
@@ -48,12 +43,12 @@ class VBPR(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size = d = int(_get(config, "embedding_size", 64))
-        self.reg_weight = float(_get(config, "reg_weight", 1e-3))
-        self.feature_norm = str(_get(config, "vbpr_feature_norm", "l2")).lower()
+        self.embedding_size = d = int(config_value(config, "embedding_size", 64))
+        self.reg_weight = float(config_value(config, "reg_weight", 1e-3))
+        self.feature_norm = str(config_value(config, "vbpr_feature_norm", "l2")).lower()
         if self.feature_norm not in FEATURE_NORMS:
             raise InputError(f"vbpr_feature_norm: {self.feature_norm!r}; expected one of {', '.join(FEATURE_NORMS)}")
-        self.use_bias = bool(_get(config, "vbpr_bias", False))
+        self.use_bias = bool(config_value(config, "vbpr_bias", False))
 
         blocks = [F.normalize(f, dim=1) if self.feature_norm == "l2" else f for f in self.item_feats.values()]
         self.register_buffer("content", torch.cat(blocks, dim=1), persistent=False)  # [n_items, F]
