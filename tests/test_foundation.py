@@ -294,6 +294,11 @@ def test_same_seed_same_metrics(fast):
     a = run("LightGCN", config_dict=fast)
     b = run("LightGCN", config_dict=fast)
     assert a["test_result"] == b["test_result"] and a["best_valid_result"] == b["best_valid_result"]
+    # the record says which code, packages, config and seed produced it
+    v = a["versions"]
+    assert len(v["code_fingerprint"]) == 16 and v["code_fingerprint"] == b["versions"]["code_fingerprint"]
+    assert v["recbole"] == "1.2.1" and v["torch"].startswith("2.13.0") and a["seed"] == 999
+    assert a["config"]["learning_rate"] == 0.001 and a["config"]["model"] == "LightGCN"
 
 
 LANE_MODELS = ["BPR", "LightGCN"]
