@@ -5,6 +5,7 @@
     python benchmarks/bench_models.py --models RecGOAT --datasets baby --user-features
     python benchmarks/bench_models.py --models FREEDOM LGMRec VBPR BM3 --threads 1
     python benchmarks/bench_models.py --shared-data /path/to/shared/data
+    python benchmarks/bench_models.py --protocol-set fused_optimizer=True   # every model, LightGCN too
 
 Per dataset, every model runs in its own subprocess (so one model's freed memory cannot hide
 another's peak) right after a LightGCN run, its reference (a shared machine's load drifts: a
@@ -49,7 +50,7 @@ BABY_DIMS = {"image": 4096, "text": 384}
 # ---------------------------------------------------------------------------------------------
 
 
-def measure(model, dataset, data_path, epochs, warmup, threads, device, overrides=None):
+def measure(model, dataset, data_path, epochs, warmup, threads, device, overrides=None, protocol=None):
     import torch
 
     import recbole_recgoat  # noqa: F401  (compat shims)
@@ -72,6 +73,7 @@ def measure(model, dataset, data_path, epochs, warmup, threads, device, override
         cfg["data_path"] = data_path
         if os.path.isfile(os.path.join(data_path, dataset, "user_feat.npy")):
             cfg["user_feature_file"] = "user_feat.npy"  # --user-features
+    cfg.update(protocol or {})
     if model != "LightGCN":
         cfg.update(overrides or {})
     try:
@@ -156,6 +158,8 @@ def run_one(model, dataset, data_path, args):
         cmd += ["--_data_path", data_path]
     for item in args.set or []:
         cmd += ["--set", item]
+    for item in args.protocol_set or []:
+        cmd += ["--protocol-set", item]
     env = dict(os.environ)
     if args.threads:
         env.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -213,17 +217,18 @@ def main(argv=None):
     parser.add_argument("--user-features", action="store_true", help="Baby: also random 384-d user LM features (RecGOAT's user-user graph)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for the models (not LightGCN), e.g. --set finetune_features=False")
+    parser.add_argument("--protocol-set", action="append", metavar="KEY=VALUE", help="config override for every model, LightGCN included, e.g. --protocol-set fused_optimizer=True")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_dataset", help=argparse.SUPPRESS)
     parser.add_argument("--_data_path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args._worker:
-        overrides = {}
-        for item in args.set or []:
-            key, _, value = item.partition("=")
-            overrides[key] = yaml.safe_load(value)
-        res = measure(args._worker, args._dataset, args._data_path, args.epochs, args.warmup, args.threads, args.device, overrides)
+        def parse(items):
+            return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in items or [])}
+
+        res = measure(args._worker, args._dataset, args._data_path, args.epochs, args.warmup, args.threads, args.device,
+                      parse(args.set), parse(args.protocol_set))
         print("RESULT " + json.dumps(res))
         return 0
 
@@ -232,6 +237,7 @@ def main(argv=None):
         f"bench_models: {args.epochs} timed + {args.warmup} warm-up training epoch(s) per model, no evaluation; "
         f"device {args.device}, torch threads {args.threads or 'default'}; each model in its own process"
         + (f"; models with {' '.join(args.set)}" if args.set else "; defaults of properties/model/<Model>.yaml")
+        + (f"; every model (LightGCN too) with {' '.join(args.protocol_set)}" if args.protocol_set else "")
     )
     tmp = tempfile.mkdtemp(prefix="bench-data-")
     try:

@@ -22,9 +22,18 @@ full-graph model costs O(users + items + interactions), so a fixed number of ste
 linear; with a fixed batch the number of steps grows too and the epoch grows quadratically.
 
 Printed per row: users, items, training interactions, build time and the memory it adds, epoch
-time and the memory it adds over the level after the build, the process's peak RSS, and at the end
-the growth exponent b of ``cost ~ (users + items + interactions)^b`` fitted on the synthetic
-catalogues (b <= 1: no faster than linear). Timing only; no evaluation.
+time and the memory it adds over the level after the build, the process's peak RSS, the time of a
+reference kernel (below), and at the end the growth exponent b of
+``cost ~ (users + items + interactions)^b`` fitted on the synthetic catalogues (b <= 1: no faster
+than linear). Timing only; no evaluation.
+
+The reference kernel is a fixed amount of O(interactions) work: one CSR product of the
+catalogue's normalised user-item adjacency with a ``[users + items, 64]`` matrix, timed in the
+row's own process. Its own exponent is the machine's: per non-zero, a sparse product gets slower
+as the operands outgrow the caches (random row reads from DRAM instead of L2/L3), so even linear
+work fits b > 1 over 10^4 .. 10^6 items. The last line therefore also fits each model's epoch time
+divided by the reference time: b_rel <= 0 means the epoch grows no faster than a linear kernel on
+this machine.
 """
 
 import argparse
@@ -134,6 +143,29 @@ class ArrayDataset:
 # ---------------------------------------------------------------------------------------------
 
 
+def reference_kernel_seconds(users, items, n_users, n_items, dim=64, reps=5):
+    """Median time of ``A @ X``: ``A`` the normalised bipartite adjacency of the training pairs
+    (CSR, ``2 E`` non-zeros), ``X`` ``[n_users + n_items, dim]``: O(E) work, the machine's scale."""
+    import warnings
+
+    import torch
+
+    from recbole_recgoat.model.layers import bipartite_norm_adj
+
+    adj = bipartite_norm_adj(torch.from_numpy(users), torch.from_numpy(items), n_users, n_items)
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        adj = adj.to_sparse_csr()
+    x = torch.randn(adj.shape[0], dim, generator=torch.Generator().manual_seed(0))
+    adj @ x  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        adj @ x
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[reps // 2]
+
+
 def measure(model_name, catalogue, shared_data, steps, threads):
     import numpy as np
     import torch
@@ -191,12 +223,15 @@ def measure(model_name, catalogue, shared_data, steps, threads):
             loss.backward()
             optimizer.step()
     epoch_s = time.perf_counter() - t0
+    del model, optimizer
+    ref_s = reference_kernel_seconds(users, items, n_users, n_items)
     return {
         "model": model_name, "catalogue": catalogue, "users": n_users, "items": n_items, "train": int(n_train),
         "size": n_users + n_items + int(n_train), "data_s": data_s, "build_s": build_s,
         "build_mb": build_mem.peak_bytes / 2**20, "epoch_s": epoch_s, "epoch_mb": epoch_mem.peak_bytes / 2**20,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_build_mb": base / 2**20,
         "steps": -(-n_train // batch), "batch": batch, "threads": torch.get_num_threads(), "knn": knn,
+        "ref_s": ref_s,
     }
 
 
@@ -234,7 +269,7 @@ def print_row(r):
                     + (f" recall@k {s['recall_at_k']:.3f}" if "recall_at_k" in s else "") for t, s in r["knn"].items())
     print(f"{r['catalogue']:>8} {r['model']:<9} {r['users']:>9,} {r['items']:>9,} {r['train']:>11,} "
           f"{r['build_s']:8.1f} {r['build_mb']:9.0f} {r['epoch_s']:8.1f} {r['epoch_mb']:9.0f} {r['peak_rss_mb']:9.0f} "
-          f"{r['steps']:>5} {r['batch']:>9,}  {knn}", flush=True)
+          f"{r['steps']:>5} {r['batch']:>9,} {r['ref_s'] * 1e3:7.1f}  {knn}", flush=True)
 
 
 def main(argv=None):
@@ -257,7 +292,7 @@ def main(argv=None):
     print(f"bench_scaling: {args.steps} steps per epoch, torch threads {args.threads or 'default'}, one process per row; "
           "synthetic catalogues in Amazon Baby's proportions; random features (timing only)")
     print(f"{'catalog':>8} {'model':<9} {'users':>9} {'items':>9} {'train int.':>11} {'build s':>8} {'build MB':>9} "
-          f"{'epoch s':>8} {'epoch MB':>9} {'peak RSS':>9} {'steps':>5} {'batch':>9}  kNN graphs")
+          f"{'epoch s':>8} {'epoch MB':>9} {'peak RSS':>9} {'steps':>5} {'batch':>9} {'ref ms':>7}  kNN graphs")
     rows, t_start = [], time.perf_counter()
     for catalogue in list(args.sizes) + real:
         for model in args.models:
@@ -272,6 +307,12 @@ def main(argv=None):
         print(f"  {model:<9} epoch time b = {growth_exponent(mine, 'epoch_s'):.2f}, epoch memory b = {growth_exponent(mine, 'epoch_mb'):.2f}, "
               f"peak RSS b = {growth_exponent(mine, 'peak_rss_mb'):.2f}, build time b = {growth_exponent(mine, 'build_s'):.2f}, "
               f"build memory b = {growth_exponent(mine, 'build_mb'):.2f}")
+    refs = [r for r in synthetic if r.get("ref_s")]
+    print(f"  reference kernel (CSR A @ X, O(interactions) work) b = {growth_exponent(refs, 'ref_s'):.2f}: this machine's scale")
+    print("epoch time relative to the reference kernel, b_rel of epoch_s / ref_s (b_rel <= 0: no faster than linear work here):")
+    for model in args.models:
+        mine = [dict(r, rel=r["epoch_s"] / r["ref_s"]) for r in refs if r["model"] == model]
+        print(f"  {model:<9} b_rel = {growth_exponent(mine, 'rel'):+.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

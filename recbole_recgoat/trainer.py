@@ -12,6 +12,10 @@
   of a multi-process run;
 * data-parallel training on CPU (gloo) as well as CUDA: RecBole 1.2.1 wraps the model for
   DistributedDataParallel with ``device_ids=[local_rank]``, valid on GPUs only;
+* ``fused_optimizer: True``: Adam / AdamW with torch's fused kernel (the same update; on CPU
+  about 10x faster on large dense tables such as the fine-tuned 4096-d image features of FREEDOM
+  and BM3; rounding differs from the default kernel, so it is off in the protocol and the
+  published leaderboard reproduces exactly);
 * bookkeeping for results: per-epoch train time, peak memory, the best epoch, the validation
   curve.
 """
@@ -55,6 +59,17 @@ class PluginTrainerMixin:
         self._epoch = -1
 
     # -- training --------------------------------------------------------------------------
+    def _build_optimizer(self, **kwargs):
+        """RecBole's optimizer; Adam / AdamW fused when ``fused_optimizer`` and every parameter is
+        a dense floating tensor (otherwise RecBole's own construction)."""
+        learner = str(kwargs.get("learner", self.learner)).lower()
+        params = list(kwargs.pop("params", self.model.parameters()))
+        fusable = all(p.is_floating_point() and p.layout == torch.strided and p.device.type in ("cpu", "cuda") for p in params)
+        if not (self.config["fused_optimizer"] and learner in ("adam", "adamw") and fusable and params):
+            return super()._build_optimizer(params=params, **kwargs)
+        cls = torch.optim.Adam if learner == "adam" else torch.optim.AdamW
+        return cls(params, lr=kwargs.get("learning_rate", self.learning_rate), weight_decay=kwargs.get("weight_decay", self.weight_decay), fused=True)
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._epoch = epoch_idx
         hook = getattr(self.model, "pre_epoch_processing", None)
