@@ -452,3 +452,9 @@ def test_sample_without_replacement():
     idx = layers.sample_without_replacement(w, 300)
     assert idx.numel() == 300 and torch.unique(idx).numel() == 300
     assert torch.equal(layers.sample_without_replacement(w, 2000), torch.arange(1000))
+
+
+@pytest.mark.parametrize("model", ["FREEDOM", "LGMRec"])
+def test_feature_size_must_match_embedding_size(model):
+    with pytest.raises(InputError, match=r"feat_embed_dim: 32; expected embedding_size \(64\)"):
+        build(model, feat_embed_dim=32)

@@ -67,6 +67,15 @@ class MultiModalRecommender(GeneralRecommender):
         self._cache = None
         self.dataset_name = config["dataset"]
 
+    def matched_embedding_sizes(self, config, why):
+        """``(embedding_size, feat_embed_dim)`` (defaults 64 and the embedding size), with a one-line
+        error unless they are equal; ``why`` says what the model does that needs them equal."""
+        embedding_size = int(config_value(config, "embedding_size", 64))
+        feat_embed_dim = int(config_value(config, "feat_embed_dim", embedding_size))
+        if feat_embed_dim != embedding_size:
+            raise InputError(f"feat_embed_dim: {feat_embed_dim}; expected embedding_size ({embedding_size}): {why}")
+        return embedding_size, feat_embed_dim
+
     # -- scoring ---------------------------------------------------------------------------
     def inference_embeddings(self):
         """``(users [n_users, d], items [n_items, d])`` whose dot products are the scores."""

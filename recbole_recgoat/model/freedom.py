@@ -91,13 +91,9 @@ class FREEDOM(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size = int(config_value(config, "embedding_size", 64))
-        self.feat_embed_dim = int(config_value(config, "feat_embed_dim", self.embedding_size))
-        if self.feat_embed_dim != self.embedding_size:
-            raise InputError(
-                f"feat_embed_dim: {self.feat_embed_dim}; expected embedding_size ({self.embedding_size}): "
-                "FREEDOM scores projected features against user embeddings"
-            )
+        self.embedding_size, self.feat_embed_dim = self.matched_embedding_sizes(
+            config, "FREEDOM scores projected features against user embeddings"
+        )
         self.knn_k = int(config_value(config, "knn_k", 10))
         self.n_mm_layers = int(config_value(config, "n_mm_layers", 1))
         self.n_ui_layers = int(config_value(config, "n_ui_layers", 2))
