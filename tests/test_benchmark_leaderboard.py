@@ -52,6 +52,10 @@ def test_leaderboard_equals_recomputation(bench, tmp_path):
     for r in recs:
         by_row[r["variant"]].append(r)
     ds = board["datasets"]["lastfm-2k"]
+    # which software produced the numbers, from the records themselves
+    assert board["provenance"]["torch"] == sorted({r["versions"]["torch"] for r in recs})
+    assert board["provenance"]["code_fingerprint"] == [recs[0]["versions"]["code_fingerprint"]]
+    assert f"torch {recs[0]['versions']['torch']}" in paths["md"].read_text()
     assert [t["title"] for t in ds["tables"]] == ["Overall", "Ablation of BPR"]
     overall = ds["tables"][0]
     assert {r["name"] for r in overall["rows"]} == {"Pop", "BPR"}

@@ -247,7 +247,8 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
     records_by_key = {r["key"]: r for r in records}
     grouped, ignored = select_records(records)
     out = {"store": str(store.root), "records": len(records), "torn_lines": read_stats["torn"],
-           "duplicate_records": read_stats["duplicates"], "ignored_settings": ignored, "datasets": OrderedDict()}
+           "duplicate_records": read_stats["duplicates"], "ignored_settings": ignored,
+           "provenance": provenance_of(records), "datasets": OrderedDict()}
     for dataset in sorted(grouped):
         if datasets and dataset not in datasets:
             continue
@@ -283,6 +284,17 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
             ds_out["tables"].append(table)
         out["datasets"][dataset] = ds_out
     return out
+
+
+def provenance_of(records):
+    """``{field: [distinct values]}`` of the records' ``versions`` (packages, platform, code
+    fingerprint, git commit): which software produced the numbers; more than one value = mixed."""
+    seen = OrderedDict()
+    for r in records:
+        for key, value in sorted((r.get("versions") or {}).items()):
+            if value is not None and value not in seen.setdefault(key, []):
+                seen[key].append(value)
+    return dict(seen)
 
 
 def protocol_of(records):
@@ -455,6 +467,9 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None, n
                  "models were selected (early stopping, hyper-parameters) on the validation split only.")
     if command:
         lines += ["", "```", command, "```"]
+    if board.get("provenance"):
+        lines += ["", "Software of the records: " + ", ".join(
+            f"{k} {' / '.join(str(v) for v in vals)}" for k, vals in board["provenance"].items()) + "."]
     if board.get("ignored_settings"):
         lines += ["", "Ignored (older settings of a row in the same store): " + "; ".join(
             f"{i['variant']} on {i['dataset']} ({i['records']} records, setting {i['setting']})" for i in board["ignored_settings"])]
