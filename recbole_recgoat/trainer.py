@@ -64,7 +64,10 @@ class PluginTrainerMixin:
         a dense floating tensor (otherwise RecBole's own construction)."""
         learner = str(kwargs.get("learner", self.learner)).lower()
         params = list(kwargs.pop("params", self.model.parameters()))
-        fusable = all(p.is_floating_point() and p.layout == torch.strided and p.device.type in ("cpu", "cuda") for p in params)
+        fusable = all(
+            isinstance(p, torch.Tensor) and p.is_floating_point() and p.layout == torch.strided and p.device.type in ("cpu", "cuda")
+            for p in params
+        )  # parameter groups (dicts) go to RecBole's construction
         if not (self.config["fused_optimizer"] and learner in ("adam", "adamw") and fusable and params):
             return super()._build_optimizer(params=params, **kwargs)
         cls = torch.optim.Adam if learner == "adam" else torch.optim.AdamW
