@@ -146,16 +146,11 @@ class ArrayDataset:
 def reference_kernel_seconds(users, items, n_users, n_items, dim=64, reps=5):
     """Median time of ``A @ X``: ``A`` the normalised bipartite adjacency of the training pairs
     (CSR, ``2 E`` non-zeros), ``X`` ``[n_users + n_items, dim]``: O(E) work, the machine's scale."""
-    import warnings
-
     import torch
 
-    from recbole_recgoat.model.layers import bipartite_norm_adj
+    from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj
 
-    adj = bipartite_norm_adj(torch.from_numpy(users), torch.from_numpy(items), n_users, n_items)
-    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
-        warnings.simplefilter("ignore", UserWarning)
-        adj = adj.to_sparse_csr()
+    adj = SparseOperator(bipartite_norm_adj(torch.from_numpy(users), torch.from_numpy(items), n_users, n_items), symmetric=True).csr
     x = torch.randn(adj.shape[0], dim, generator=torch.Generator().manual_seed(0))
     adj @ x  # warm-up
     times = []

@@ -61,14 +61,16 @@ class PluginTrainerMixin:
     # -- training --------------------------------------------------------------------------
     def _build_optimizer(self, **kwargs):
         """RecBole's optimizer; Adam / AdamW fused when ``fused_optimizer`` and every parameter is
-        a dense floating tensor (otherwise RecBole's own construction)."""
+        a dense floating tensor (parameter groups and other optimizers: RecBole's construction)."""
         learner = str(kwargs.get("learner", self.learner)).lower()
+        if not (self.config["fused_optimizer"] and learner in ("adam", "adamw")):
+            return super()._build_optimizer(**kwargs)
         params = list(kwargs.pop("params", self.model.parameters()))
-        fusable = all(
+        fusable = params and all(
             isinstance(p, torch.Tensor) and p.is_floating_point() and p.layout == torch.strided and p.device.type in ("cpu", "cuda")
             for p in params
-        )  # parameter groups (dicts) go to RecBole's construction
-        if not (self.config["fused_optimizer"] and learner in ("adam", "adamw") and fusable and params):
+        )
+        if not fusable:
             return super()._build_optimizer(params=params, **kwargs)
         cls = torch.optim.Adam if learner == "adam" else torch.optim.AdamW
         return cls(params, lr=kwargs.get("learning_rate", self.learning_rate), weight_decay=kwargs.get("weight_decay", self.weight_decay), fused=True)
