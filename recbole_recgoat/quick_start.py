@@ -28,7 +28,10 @@ def init_logger(config):
 
     RecBole configures the root logger with ``logging.basicConfig``, which does nothing the second
     time in a process; the previous run's handlers are closed first so each run gets its own file.
+    RecBole creates ``./log/<model>`` with an exists-then-makedirs check that races when the ranks
+    of a distributed run start together; the directories are created here first, race-free.
     """
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -75,6 +78,8 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
     """Config, dataset and dataloaders for a run; returns ``(config, dataset, train, valid, test, logfile)``."""
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     init_seed(config["seed"], config["reproducibility"])
+    # RecBole's trainer creates it with the same racy check as the log directory (see init_logger)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
     ds = create_dataset(config)
     logfile = init_logger(config) if log else None
     logger = getLogger()
