@@ -442,8 +442,21 @@ def test_blockwise_infonce_matches_dense_formula():
     assert torch.allclose(layers.info_nce(a, p, cand, 0.2), ref)
     assert torch.allclose(layers.info_nce_lowrank(a, p, left, right, 0.2), ref)
     assert torch.autograd.gradcheck(lambda *t: layers.info_nce_lowrank(*t, 0.2), (a, p, left, right))
-    small = lambda x, y: layers.logsumexp_dot(x, y, 3.0, block_bytes=8 * 13 * 2)  # noqa: E731  (2-row blocks)
-    assert torch.autograd.gradcheck(small, (a, cand.detach().requires_grad_()))
+    c = cand.detach().requires_grad_()
+    w = torch.rand(9, dtype=torch.double) + 0.5
+    for bounded, x, y in ((False, a, c), (True, f(a).detach().requires_grad_(), f(c).detach().requires_grad_())):
+        small = lambda x, y: layers.logsumexp_dot(x, y, 3.0, w, block_bytes=8 * 13 * 2, bounded=bounded)  # noqa: E731  (2-row blocks)
+        assert torch.allclose(small(x, y), (torch.logsumexp(3.0 * x @ y.T, 1) * w).sum())
+        assert torch.autograd.gradcheck(small, (x, y))  # the gradients computed in the same pass
+
+
+def test_blockwise_logsumexp_keeps_nothing_without_gradient():
+    """Under no_grad (evaluation) the single-pass kernel computes only the value."""
+    a, c = torch.randn(50, 4), torch.randn(300, 4)
+    with torch.no_grad():
+        value = layers.logsumexp_dot(a, c, 2.0, block_bytes=4 * 300 * 7)
+    assert value.grad_fn is None
+    assert torch.allclose(value, torch.logsumexp(2.0 * a @ c.T, 1).sum(), rtol=1e-5)
 
 
 def test_sample_without_replacement():

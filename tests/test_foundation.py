@@ -379,3 +379,32 @@ def test_bundled_feature_checksums():
     }
     for name, digest in expected.items():
         assert hashlib.sha256((LASTFM / name).read_bytes()).hexdigest() == digest
+
+
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from recbole_recgoat.utils.allocator import reuse_freed_memory
+applied = reuse_freed_memory() if sys.argv[1] == "on" else False
+x = torch.ones(2**25); del x  # 128 MiB, above glibc's largest default mmap threshold
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    x = torch.ones(2**25); del x
+print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator setting")
+def test_reuse_freed_memory_stops_refaulting_large_tensors():
+    """A 128 MiB tensor allocated again and again: glibc's default mmaps it afresh each time (one
+    page fault per 4 KiB page); with ``reuse_freed_memory`` the freed block is reused."""
+    pages = 2**27 // os.sysconf("SC_PAGE_SIZE")
+    out = {}
+    for mode in ("off", "on"):
+        proc = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        applied, faults = proc.stdout.split()
+        out[mode] = (applied == "True", float(faults))
+    assert out["on"][0] and not out["off"][0]
+    assert out["off"][1] > 0.5 * pages, out
+    assert out["on"][1] < 0.25 * pages, out
+    assert Config("BPR", "lastfm-2k")["reuse_freed_memory"] is True  # the protocol's default

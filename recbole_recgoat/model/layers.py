@@ -543,8 +543,21 @@ def info_nce(anchor, positive, candidates, tau, weights=None):
     a = F.normalize(anchor, dim=1)
     p = F.normalize(positive, dim=1)
     c = F.normalize(candidates, dim=1)
-    terms = logsumexp_dot(a, c, 1.0 / tau, bounded=True) - (a * p).sum(dim=1) / tau
-    return terms.sum() if weights is None else (terms * weights).sum()
+    return logsumexp_dot(a, c, 1.0 / tau, weights, bounded=True) - _weighted_sum((a * p).sum(dim=1) / tau, weights)
+
+
+def _weighted_sum(x, weights=None):
+    """``sum_b w_b x_b`` (``w = 1`` when ``weights`` is None)."""
+    return x.sum() if weights is None else (x * weights).sum()
+
+
+def _csr_mm(a, x):
+    """``a @ x`` for a CSR ``a``. On CPU torch's row-parallel ``sparse.mm(..., "sum")`` kernel (one
+    thread per output row, a fixed summation order): 1.6x faster than MKL's at 128 columns on one
+    thread, 2.6x on two, and without its zero-filled temporaries. On CUDA cuSPARSE (``a @ x``)."""
+    if a.device.type == "cpu":
+        return torch.sparse.mm(a, x.contiguous(), "sum")
+    return a @ x
 
 
 class _CSRMatMul(torch.autograd.Function):
@@ -553,11 +566,11 @@ class _CSRMatMul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, a, a_t):
         ctx.a_t = a_t
-        return a @ x
+        return _csr_mm(a, x)
 
     @staticmethod
     def backward(ctx, grad):
-        return ctx.a_t @ grad, None, None
+        return _csr_mm(ctx.a_t, grad), None, None
 
 
 class SparseOperator:
@@ -629,60 +642,63 @@ def gather_rows(fn, *index):
     return torch.split(out, [ix.numel() for ix in index])
 
 
-class _LogSumExpDot(torch.autograd.Function):
-    """``lse_b = log sum_j exp(scale * a_b . c_j)`` in row blocks: never a full ``[B, N]`` matrix.
+class _WeightedLogSumExpDot(torch.autograd.Function):
+    """``sum_b w_b lse_b`` with ``lse_b = log sum_j exp(scale * a_b . c_j)``, in row blocks.
 
-    ``bounded``: the caller guarantees ``|a_b . c_j| <= 1`` (unit vectors) and ``scale < 80``, so
-    ``exp`` cannot overflow in float32 and the max-shift of a stable logsumexp is skipped.
-    The candidates are kept transposed (``[k, N]``, contiguous): with a thin ``k`` (a low-rank
-    factor) every product then streams along ``N``, several times faster on CPU.
+    One pass over the ``[B, N]`` logits, never held whole: each block of rows is exponentiated
+    once and, while it is in cache, also gives the gradients (the output is a scalar, so
+    ``d/da_b = w_b scale softmax_b @ c`` and ``d/dc = scale sum_b w_b softmax_b^T a_b`` are final
+    up to the incoming scalar). Half the work of a forward pass followed by a backward pass that
+    recomputes the logits. ``bounded``: the caller guarantees ``|a_b . c_j| <= 1`` and ``scale < 80``,
+    so float32 ``exp`` cannot overflow and the max-shift is skipped. The candidates are kept
+    transposed (``[k, N]``, contiguous): a thin ``k`` (a low-rank factor) then streams along ``N``.
     """
 
     @staticmethod
-    def forward(ctx, a, c, scale, rows, bounded):
-        out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+    def forward(ctx, a, c, weights, scale, rows, bounded, need_grad):
         a_scaled = a * scale
         c_t = c.T.contiguous()  # [k, N]
+        total = a.new_zeros(())
+        grad_a = torch.empty_like(a_scaled) if need_grad else None
+        grad_c_t = torch.zeros_like(c_t) if need_grad else None
         for s in range(0, a.shape[0], rows):
-            logits = a_scaled[s : s + rows] @ c_t
-            if bounded:
-                out[s : s + rows] = logits.exp_().sum(dim=1).log_()
-            else:
-                out[s : s + rows] = torch.logsumexp(logits, dim=1)
-        ctx.save_for_backward(a_scaled, c_t, out)
-        ctx.scale, ctx.rows, ctx.bounded = scale, rows, bounded
-        return out
+            a_s, w = a_scaled[s : s + rows], weights[s : s + rows]
+            e = a_s @ c_t  # [r, N] logits
+            shift = None if bounded else e.max(dim=1, keepdim=True).values
+            e = e.exp_() if bounded else e.sub_(shift).exp_()
+            sums = e.sum(dim=1)  # [r]
+            lse = sums.log() if bounded else sums.log() + shift[:, 0]
+            total += (w * lse).sum()
+            if need_grad:
+                coef = (w / sums)[:, None]  # softmax_bj w_b = e_bj coef_b
+                grad_a[s : s + rows] = (e @ c_t.T).mul_(coef)
+                grad_c_t.addmm_((a_s * coef).T, e)
+        if need_grad:
+            ctx.save_for_backward(grad_a.mul_(scale), grad_c_t.T)
+        return total
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        a_scaled, c_t, lse = ctx.saved_tensors
-        rows = ctx.rows
-        grad_a = torch.empty_like(a_scaled)
-        grad_c_t = torch.zeros_like(c_t)  # [k, N]
-        if ctx.bounded:  # softmax_bj g_b = exp(l_bj) w_b: the row weights go onto the thin factors
-            weight = (grad * torch.exp(-lse))[:, None]
-        for s in range(0, a_scaled.shape[0], rows):
-            a_s = a_scaled[s : s + rows]
-            if ctx.bounded:
-                e = (a_s @ c_t).exp_()  # [r, N]
-                w = weight[s : s + rows]
-                grad_a[s : s + rows] = (e @ c_t.T) * w
-                grad_c_t += (a_s * w).T @ e
-            else:
-                p = (a_s @ c_t).sub_(lse[s : s + rows, None]).exp_().mul_(grad[s : s + rows, None])
-                grad_a[s : s + rows] = p @ c_t.T
-                grad_c_t += a_s.T @ p
-        return grad_a * ctx.scale, grad_c_t.T, None, None, None
+        grad_a, grad_c = ctx.saved_tensors
+        return grad_a * grad, grad_c * grad, None, None, None, None, None
 
 
-def logsumexp_dot(a, c, scale=1.0, block_bytes=8 * 2**20, bounded=False):
-    """``logsumexp_j(scale * a @ c^T)`` ``[B]`` for ``a [B, k]``, ``c [N, k]``, ``O(block x N)`` memory.
+def logsumexp_dot(a, c, scale=1.0, weights=None, block_bytes=2**20, bounded=False):
+    """``sum_b w_b logsumexp_j(scale * a_b . c_j)`` (a scalar) for ``a [B, k]``, ``c [N, k]``,
+    ``weights [B]`` (default 1), in ``O(block x N)`` memory (blocks of ``block_bytes``: 1 MiB stays
+    in a core's cache, measured fastest on CPU).
 
     ``bounded=True`` promises ``|a_b . c_j| <= 1`` (cosines); with ``scale < 80`` it skips the max
-    shift (float32 ``exp`` cannot overflow), otherwise the stable logsumexp is used.
+    shift (float32 ``exp`` cannot overflow), otherwise the stable logsumexp is used. Differentiable
+    in ``a`` and ``c`` (once; not in ``weights``).
     """
-    rows = max(1, int(block_bytes // (4 * max(c.shape[0], 1))))
-    return _LogSumExpDot.apply(a, c, float(scale), rows, bool(bounded) and abs(float(scale)) < 80.0)
+    rows = max(1, int(block_bytes // (a.element_size() * max(c.shape[0], 1))))
+    if weights is None:
+        weights = a.new_ones(a.shape[0])
+    need_grad = torch.is_grad_enabled() and (a.requires_grad or c.requires_grad)
+    bounded = bool(bounded) and abs(float(scale)) < 80.0
+    return _WeightedLogSumExpDot.apply(a, c, weights.to(a.dtype), float(scale), rows, bounded, need_grad)
 
 
 def info_nce_lowrank(anchor, positive, cand_left, cand_right, tau, weights=None):
@@ -695,6 +711,5 @@ def info_nce_lowrank(anchor, positive, cand_left, cand_right, tau, weights=None)
     a = F.normalize(anchor, dim=1)
     p = F.normalize(positive, dim=1)
     norms = (cand_left @ cand_right).norm(dim=1, keepdim=True).clamp_min(1e-12)  # [N, 1]
-    lse = logsumexp_dot(a @ cand_right.T, cand_left / norms, 1.0 / tau, bounded=True)
-    terms = lse - (a * p).sum(dim=1) / tau
-    return terms.sum() if weights is None else (terms * weights).sum()
+    lse = logsumexp_dot(a @ cand_right.T, cand_left / norms, 1.0 / tau, weights, bounded=True)
+    return lse - _weighted_sum((a * p).sum(dim=1) / tau, weights)
