@@ -626,7 +626,8 @@ def propagate(op, x, n_layers, mean=True):
     out, acc = x, x
     for _ in range(n_layers):
         out = op @ out
-        acc = acc + out
+        if mean:
+            acc = acc + out
     return acc / (n_layers + 1) if mean else out
 
 
