@@ -145,19 +145,21 @@ class ArrayDataset:
 
 def reference_kernel_seconds(users, items, n_users, n_items, dim=64, reps=5):
     """Median time of ``A @ X``: ``A`` the normalised bipartite adjacency of the training pairs
-    (CSR, ``2 E`` non-zeros), ``X`` ``[n_users + n_items, dim]``: O(E) work, the machine's scale."""
+    (CSR, ``2 E`` non-zeros, the models' own :class:`SparseOperator` kernel), ``X``
+    ``[n_users + n_items, dim]``: O(E) work, the machine's scale."""
     import torch
 
     from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj
 
-    adj = SparseOperator(bipartite_norm_adj(torch.from_numpy(users), torch.from_numpy(items), n_users, n_items), symmetric=True).csr
+    adj = SparseOperator(bipartite_norm_adj(torch.from_numpy(users), torch.from_numpy(items), n_users, n_items), symmetric=True)
     x = torch.randn(adj.shape[0], dim, generator=torch.Generator().manual_seed(0))
-    adj @ x  # warm-up
     times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        adj @ x
-        times.append(time.perf_counter() - t0)
+    with torch.no_grad():
+        adj @ x  # warm-up
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            adj @ x
+            times.append(time.perf_counter() - t0)
     return sorted(times)[reps // 2]
 
 
@@ -170,6 +172,7 @@ def measure(model_name, catalogue, shared_data, steps, threads):
 
     from recbole_recgoat.config import Config
     from recbole_recgoat.quick_start import init_seed
+    from recbole_recgoat.utils.allocator import reuse_freed_memory
     from recbole_recgoat.utils.profiling import PeakMemory, current_rss_bytes
 
     if threads:
@@ -189,6 +192,8 @@ def measure(model_name, catalogue, shared_data, steps, threads):
         "data_path": work, "state": "ERROR", "use_gpu": False, "graph_cache_dir": None,
         "load_features": False, "item_feature_files": None,
     })
+    if config["reuse_freed_memory"]:  # as every run does (quick_start.prepare)
+        reuse_freed_memory()
     init_seed(config["seed"], config["reproducibility"])
     base = current_rss_bytes()
     t0 = time.perf_counter()

@@ -114,3 +114,22 @@ def test_scaling_benchmark_runs_and_fits_exponents(tmp_path, capsys):
     assert rows[2]["train"] > rows[0]["train"]  # users and interactions grow with the catalogue
     printed = capsys.readouterr().out
     assert "reference kernel" in printed and "b_rel" in printed
+
+
+def test_profile_step_script_prints_operator_breakdown(capsys):
+    """benchmarks/profile_step.py on the bundled dataset: the step time and a per-operator table
+    whose rows are real torch operators with positive times."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
+    spec = importlib.util.spec_from_file_location("profile_step", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["LGMRec", "--dataset", "lastfm-2k", "--steps", "2", "--threads", "1", "--rows", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("LGMRec on lastfm-2k: warm-up epoch") and "ms per step unprofiled" in lines[0]
+    ops = lines[2:7]
+    assert len(ops) == 5 and any(line.startswith("aten::mm ") for line in ops), ops
+    assert all(float(line.split()[1]) > 0 for line in ops)
+    assert lines[-1].startswith("all operators (self time)")

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Where a model's training step goes: torch's profiler over a few training steps, per operator.
+
+    python benchmarks/profile_step.py LGMRec --dataset baby --threads 1
+    python benchmarks/profile_step.py FREEDOM --dataset baby --shapes          # per input shape
+    python benchmarks/profile_step.py RecGOAT --set use_user_graph=False       # any config override
+
+Data and model are built as in ``bench_models.py`` (Baby: the real split with RANDOM 4096-d image
+and 384-d text features, timing only), one untimed epoch warms the allocator and caches, then
+``--steps`` training steps (zero_grad, loss, backward, optimizer step, as the trainer does) run
+under the profiler. Printed: the epoch time of the warm-up epoch, the mean step time outside the
+profiler, and the operators sorted by their own CPU time, with totals per step.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for path in (REPO, os.path.join(REPO, "benchmarks")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("--dataset", default="baby", help="lastfm-2k (bundled) or baby")
+    parser.add_argument("--shared-data", default="/work/shared/data", help="folder holding amazon-baby/")
+    parser.add_argument("--steps", type=int, default=6, help="profiled training steps")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--rows", type=int, default=25, help="operators printed")
+    parser.add_argument("--shapes", action="store_true", help="one row per operator and input shape")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. --set fused_optimizer=True")
+    args = parser.parse_args(argv)
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import recbole_recgoat  # noqa: F401  (compat shims)
+    from bench_models import build_baby
+    from recbole_recgoat.quick_start import build_model, prepare
+    from recbole_recgoat.utils.registry import get_trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = tempfile.mkdtemp(prefix="profile-")
+    cwd = os.getcwd()
+    try:
+        os.chdir(work)
+        cfg = {"state": "ERROR", "show_progress": False, "checkpoint_dir": os.path.join(work, "saved"),
+               "graph_cache_dir": os.path.join(work, "graphs"), "use_gpu": False}
+        if args.dataset == "baby":
+            cfg["data_path"] = build_baby(args.shared_data, os.path.join(work, "data"))
+        for key, _, value in (item.partition("=") for item in args.set or []):
+            cfg[key] = yaml.safe_load(value)
+        config, _, train_data, _, _, _ = prepare(args.model, args.dataset, config_dict=cfg, log=False)
+        net = build_model(config, train_data)
+        trainer = get_trainer(config.model_class)(config, net)
+        t0 = time.perf_counter()
+        trainer._train_epoch(train_data, 0)
+        epoch_s = time.perf_counter() - t0
+        batches = [batch for _, batch in zip(range(args.steps), train_data)]
+        if hasattr(net, "pre_epoch_processing"):
+            net.pre_epoch_processing()
+
+        def step(batch):
+            trainer.optimizer.zero_grad()
+            net.calculate_loss(batch.to(config["device"])).backward()
+            trainer.optimizer.step()
+
+        t0 = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        step_ms = (time.perf_counter() - t0) / len(batches) * 1000
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
+            for batch in batches:
+                step(batch)
+        print(f"{args.model} on {args.dataset}: warm-up epoch {epoch_s:.2f} s ({len(train_data)} steps); "
+              f"{step_ms:.1f} ms per step unprofiled; torch threads {torch.get_num_threads()}; "
+              f"{len(batches)} profiled steps")
+        averages = prof.key_averages(group_by_input_shape=args.shapes)
+        rows = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.rows]
+        total = sum(e.self_cpu_time_total for e in averages) / len(batches) / 1000
+        print(f"{'operator':<40} {'ms/step':>8} {'share':>6} {'calls/step':>10}" + ("  input shapes" if args.shapes else ""))
+        for e in rows:
+            ms = e.self_cpu_time_total / len(batches) / 1000
+            shapes = f"  {e.input_shapes}" if args.shapes else ""
+            print(f"{e.key[:40]:<40} {ms:8.1f} {ms / total:6.1%} {e.count / len(batches):10.1f}{shapes}")
+        print(f"{'all operators (self time)':<40} {total:8.1f}")
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
