@@ -407,4 +407,6 @@ def test_reuse_freed_memory_stops_refaulting_large_tensors():
     assert out["on"][0] and not out["off"][0]
     assert out["off"][1] > 0.5 * pages, out
     assert out["on"][1] < 0.25 * pages, out
-    assert Config("BPR", "lastfm-2k")["reuse_freed_memory"] is True  # the protocol's default
+    # off in the protocol (a higher peak on large graphs), on for the models that fine-tune feature tables
+    assert Config("BPR", "lastfm-2k")["reuse_freed_memory"] is False
+    assert Config("FREEDOM", "lastfm-2k")["reuse_freed_memory"] is True and Config("BM3", "lastfm-2k")["reuse_freed_memory"] is True

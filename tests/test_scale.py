@@ -133,3 +133,22 @@ def test_profile_step_script_prints_operator_breakdown(capsys):
     assert len(ops) == 5 and any(line.startswith("aten::mm ") for line in ops), ops
     assert all(float(line.split()[1]) > 0 for line in ops)
     assert lines[-1].startswith("all operators (self time)")
+
+
+def test_kernel_benchmark_runs_and_kernels_agree(capsys):
+    """benchmarks/bench_kernels.py: both kernels timed against their plain torch counterparts at
+    Baby's sizes, and the single-pass logsumexp's gradients equal autograd's there."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
+    spec = importlib.util.spec_from_file_location("bench_kernels", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--reps", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lse = [line for line in lines if line.strip().startswith("LGMRec")]
+    spmm = [line for line in lines if "columns" in line and not line.startswith("sparse")]
+    assert len(lse) == 2 and len(spmm) == 2
+    assert all(float(line.split()[-1]) < 1e-3 for line in lse), lse  # max |grad diff|
+    assert all(float(v) > 0 for line in spmm for v in line.split()[2:]), spmm

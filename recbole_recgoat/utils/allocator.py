@@ -7,8 +7,11 @@ page-faults all its memory again each time: on the Baby catalogue that was ~40% 
 epoch. With the threshold raised to 256 MiB and up to 2 GiB of free heap kept, freed blocks stay
 in the heap and are reused; larger tensors are still mapped (their page faults are small beside
 the work done on them), which bounds what fragmentation can add to the peak.
-Process-wide and glibc-only (elsewhere nothing happens); numbers do not change, only where the
-bytes live.
+Process-wide (it stays set for the rest of the process) and glibc-only (elsewhere nothing
+happens); numbers do not change, only where the bytes live. The price: freed blocks held by the
+heap count in the resident set, so on large graphs fragmentation raises the peak (RecBole's
+LightGCN at 10^5 items: ~2x the epoch's RSS). Hence ``reuse_freed_memory`` is off in the protocol
+and on by default only for FREEDOM and BM3, whose fine-tuned feature tables make it pay.
 """
 
 import ctypes
