@@ -172,7 +172,7 @@ def measure(model_name, catalogue, shared_data, steps, threads):
 
     from recbole_recgoat.config import Config
     from recbole_recgoat.quick_start import init_seed
-    from recbole_recgoat.utils.allocator import reuse_freed_memory
+    from recbole_recgoat.utils.allocator import reuse_freed_memory, wants_reuse
     from recbole_recgoat.utils.profiling import PeakMemory, current_rss_bytes
 
     if threads:
@@ -192,7 +192,7 @@ def measure(model_name, catalogue, shared_data, steps, threads):
         "data_path": work, "state": "ERROR", "use_gpu": False, "graph_cache_dir": None,
         "load_features": False, "item_feature_files": None,
     })
-    if config["reuse_freed_memory"]:  # as every run does (quick_start.prepare)
+    if wants_reuse(config["reuse_freed_memory"], n_users + n_items + users.size):  # as quick_start.prepare
         reuse_freed_memory()
     init_seed(config["seed"], config["reproducibility"])
     base = current_rss_bytes()

@@ -19,7 +19,7 @@ from recbole.utils import set_color
 
 from recbole_recgoat.config import Config
 from recbole_recgoat.data.dataset import MultiModalDataset
-from recbole_recgoat.utils.allocator import reuse_freed_memory
+from recbole_recgoat.utils.allocator import reuse_freed_memory, wants_reuse
 from recbole_recgoat.utils.environment import versions
 from recbole_recgoat.utils.registry import get_trainer
 
@@ -78,12 +78,12 @@ def resolve_eval_batch_size(config, dataset):
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, log=True):
     """Config, dataset and dataloaders for a run; returns ``(config, dataset, train, valid, test, logfile)``."""
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
-    if config["reuse_freed_memory"]:
-        reuse_freed_memory()
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's trainer creates it with the same racy check as the log directory (see init_logger)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
     ds = create_dataset(config)
+    if wants_reuse(config["reuse_freed_memory"], ds.user_num + ds.item_num + ds.inter_num):
+        reuse_freed_memory()
     logfile = init_logger(config) if log else None
     logger = getLogger()
     logger.info(config)

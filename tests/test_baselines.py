@@ -451,8 +451,9 @@ def test_blockwise_infonce_matches_dense_formula():
 
 
 def test_blockwise_logsumexp_keeps_nothing_without_gradient():
-    """Under no_grad (evaluation) the single-pass kernel computes only the value."""
-    a, c = torch.randn(50, 4), torch.randn(300, 4)
+    """Under no_grad (evaluation) the single-pass kernel computes only the value, even for inputs
+    that require gradients."""
+    a, c = torch.randn(50, 4, requires_grad=True), torch.randn(300, 4, requires_grad=True)
     with torch.no_grad():
         value = layers.logsumexp_dot(a, c, 2.0, block_bytes=4 * 300 * 7)
     assert value.grad_fn is None

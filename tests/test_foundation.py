@@ -407,6 +407,16 @@ def test_reuse_freed_memory_stops_refaulting_large_tensors():
     assert out["on"][0] and not out["off"][0]
     assert out["off"][1] > 0.5 * pages, out
     assert out["on"][1] < 0.25 * pages, out
-    # off in the protocol (a higher peak on large graphs), on for the models that fine-tune feature tables
-    assert Config("BPR", "lastfm-2k")["reuse_freed_memory"] is False
-    assert Config("FREEDOM", "lastfm-2k")["reuse_freed_memory"] is True and Config("BM3", "lastfm-2k")["reuse_freed_memory"] is True
+
+
+
+def test_reuse_freed_memory_auto_rule():
+    """``auto`` (the protocol's default) reuses freed memory on graphs below 10^6 users + items +
+    interactions only; a bad value is a one-line error naming the key."""
+    from recbole_recgoat.utils.allocator import AUTO_LIMIT, wants_reuse
+
+    assert Config("BPR", "lastfm-2k")["reuse_freed_memory"] == "auto"
+    assert wants_reuse("auto", 19445 + 7050 + 160792) and not wants_reuse("auto", AUTO_LIMIT)
+    assert wants_reuse(True, 10**9) and not wants_reuse(False, 10)
+    with pytest.raises(InputError, match=r"reuse_freed_memory: got 'sometimes'; expected True, False or auto"):
+        wants_reuse("sometimes", 10)

@@ -10,15 +10,29 @@ the work done on them), which bounds what fragmentation can add to the peak.
 Process-wide (it stays set for the rest of the process) and glibc-only (elsewhere nothing
 happens); numbers do not change, only where the bytes live. The price: freed blocks held by the
 heap count in the resident set, so on large graphs fragmentation raises the peak (RecBole's
-LightGCN at 10^5 items: ~2x the epoch's RSS). Hence ``reuse_freed_memory`` is off in the protocol
-and on by default only for FREEDOM and BM3, whose fine-tuned feature tables make it pay.
+LightGCN at 10^5 items: 1.6x). Hence the protocol's ``reuse_freed_memory: auto`` turns it on only
+below ``AUTO_LIMIT`` users + items + interactions (Baby: 0.15 M; the scaling benchmark's 10^5
+items: 2 M).
 """
 
 import ctypes
 import sys
 
+from recbole_recgoat.errors import InputError
+
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h> parameter numbers
 M_MMAP_THRESHOLD = -3
+AUTO_LIMIT = 1_000_000  # users + items + interactions below which ``auto`` reuses freed memory
+
+
+def wants_reuse(setting, graph_size):
+    """The config's ``reuse_freed_memory`` (True, False or ``auto``) for a graph of ``graph_size``
+    users + items + interactions: ``auto`` is True below :data:`AUTO_LIMIT`."""
+    if isinstance(setting, bool):
+        return setting
+    if str(setting).lower() == "auto":
+        return int(graph_size) < AUTO_LIMIT
+    raise InputError(f"reuse_freed_memory: got {setting!r}; expected True, False or auto")
 
 
 def reuse_freed_memory(mmap_threshold=256 << 20, trim_threshold=(1 << 31) - 1):
