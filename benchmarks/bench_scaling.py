@@ -163,7 +163,7 @@ def reference_kernel_seconds(users, items, n_users, n_items, dim=64, reps=5):
     return sorted(times)[reps // 2]
 
 
-def measure(model_name, catalogue, shared_data, steps, threads):
+def measure(model_name, catalogue, shared_data, steps, threads, reuse="False"):
     import numpy as np
     import torch
 
@@ -192,7 +192,8 @@ def measure(model_name, catalogue, shared_data, steps, threads):
         "data_path": work, "state": "ERROR", "use_gpu": False, "graph_cache_dir": None,
         "load_features": False, "item_feature_files": None,
     })
-    if wants_reuse(config["reuse_freed_memory"], n_users + n_items + users.size):  # as quick_start.prepare
+    setting = {"true": True, "false": False}.get(str(reuse).lower(), reuse)
+    if wants_reuse(setting, n_users + n_items + users.size):  # the rule of quick_start.prepare
         reuse_freed_memory()
     init_seed(config["seed"], config["reproducibility"])
     base = current_rss_bytes()
@@ -242,7 +243,8 @@ def measure(model_name, catalogue, shared_data, steps, threads):
 
 def run_one(model, catalogue, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", model, "--_catalogue", catalogue,
-           "--steps", str(args.steps), "--threads", str(args.threads), "--shared-data", args.shared_data]
+           "--steps", str(args.steps), "--threads", str(args.threads), "--shared-data", args.shared_data,
+           "--reuse-freed-memory", args.reuse_freed_memory]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -281,15 +283,20 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--shared-data", default=DEFAULT_SHARED_DATA, help="folder holding amazon-baby/ and amazon-sports/")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--reuse-freed-memory", choices=["False", "True", "auto"], default="False",
+                        help="the allocator setting of every row (default False: one setting at every size, so "
+                             "the growth rates compare like with like; auto is the protocol's rule, on below 10^6)")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_catalogue", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._worker:
-        print("RESULT " + json.dumps(measure(args._worker, args._catalogue, args.shared_data, args.steps, args.threads)))
+        print("RESULT " + json.dumps(measure(args._worker, args._catalogue, args.shared_data, args.steps, args.threads,
+                                             args.reuse_freed_memory)))
         return 0
 
     real = [] if args.real == ["none"] else args.real
-    print(f"bench_scaling: {args.steps} steps per epoch, torch threads {args.threads or 'default'}, one process per row; "
+    print(f"bench_scaling: {args.steps} steps per epoch, torch threads {args.threads or 'default'}, one process per row, "
+          f"reuse_freed_memory {args.reuse_freed_memory}; "
           "synthetic catalogues in Amazon Baby's proportions; random features (timing only)")
     print(f"{'catalog':>8} {'model':<9} {'users':>9} {'items':>9} {'train int.':>11} {'build s':>8} {'build MB':>9} "
           f"{'epoch s':>8} {'epoch MB':>9} {'peak RSS':>9} {'steps':>5} {'batch':>9} {'ref ms':>7}  kNN graphs")

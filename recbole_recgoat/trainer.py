@@ -14,8 +14,8 @@
   DistributedDataParallel with ``device_ids=[local_rank]``, valid on GPUs only;
 * ``fused_optimizer: True``: Adam / AdamW with torch's fused kernel (the same update; on CPU
   about 10x faster on large dense tables such as the fine-tuned 4096-d image features of FREEDOM
-  and BM3; rounding differs from the default kernel, so it is off in the protocol and the
-  published leaderboard reproduces exactly);
+  and BM3; rounding differs from the default kernel, so it is off in the protocol, with which
+  the published leaderboard was run);
 * bookkeeping for results: per-epoch train time, peak memory, the best epoch, the validation
   curve.
 """
