@@ -450,7 +450,7 @@ def test_blockwise_infonce_matches_dense_formula():
         assert torch.autograd.gradcheck(small, (x, y))  # the gradients computed in the same pass
 
 
-def test_blockwise_logsumexp_keeps_nothing_without_gradient():
+def test_blockwise_logsumexp_value_under_no_grad():
     """Under no_grad (evaluation) the single-pass kernel computes only the value, even for inputs
     that require gradients."""
     a, c = torch.randn(50, 4, requires_grad=True), torch.randn(300, 4, requires_grad=True)

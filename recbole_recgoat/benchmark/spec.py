@@ -7,9 +7,10 @@ its key is a hash of everything that decides its result:
 ``model, dataset, seed, variant name, the variant's overrides, the tuned parameters, the
 overrides of every cell (--set / yaml overrides) and the content of the config files``.
 
-Keys that only change how a run is displayed or where it writes (``state``, ``show_progress``,
-``checkpoint_dir``, ``gpu_id``, evaluation batch sizes, the allocator setting) are left out, so they can change between a
-killed benchmark and its rerun without re-running finished cells.
+Keys that only change how a run is displayed, where it writes or where its bytes live (``state``,
+``show_progress``, ``checkpoint_dir``, ``gpu_id``, evaluation batch sizes, ``reuse_freed_memory``)
+are left out, so they can change between a killed benchmark and its rerun without re-running
+finished cells.
 
 Config layering of a cell is exactly ``run_recbole.py``'s: ``config_file_list`` = the config
 files, ``config_dict`` = tuned parameters < variant overrides, ``cmd_args`` = the benchmark's

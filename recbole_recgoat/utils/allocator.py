@@ -3,8 +3,8 @@
 PyTorch on CPU allocates every tensor with ``malloc``; glibc serves blocks above its mmap threshold
 (at most 32 MiB by default) with a fresh ``mmap`` and returns them to the kernel when freed, so a
 tensor of that size allocated in every step (a 4096-d feature table's gradient, its gathered rows)
-page-faults all its memory again each time: on the Baby catalogue that was ~40% of FREEDOM's
-epoch. With the threshold raised to 256 MiB and up to 2 GiB of free heap kept, freed blocks stay
+page-faults all its memory again each time: on the Baby catalogue FREEDOM's epoch took 19.5 s
+instead of 8.9 s at one thread (docs/performance.md). With the threshold raised to 256 MiB and up to 2 GiB of free heap kept, freed blocks stay
 in the heap and are reused; larger tensors are still mapped (their page faults are small beside
 the work done on them), which bounds what fragmentation can add to the peak.
 Process-wide (it stays set for the rest of the process) and glibc-only (elsewhere nothing
