@@ -405,8 +405,10 @@ def test_reuse_freed_memory_stops_refaulting_large_tensors():
         applied, faults = proc.stdout.split()
         out[mode] = (applied == "True", float(faults))
     assert out["on"][0] and not out["off"][0]
-    assert out["off"][1] > 0.5 * pages, out
-    assert out["on"][1] < 0.25 * pages, out
+    # off: every page of every allocation faults (fewer faults with transparent huge pages, which
+    # back 2 MiB at a time; hence ratios, not page counts); on: the freed block comes back as is
+    assert out["off"][1] > 0.01 * pages, out
+    assert out["on"][1] < 0.25 * out["off"][1], out
 
 
 
