@@ -407,7 +407,7 @@ def test_reuse_freed_memory_stops_refaulting_large_tensors():
     assert out["on"][0] and not out["off"][0]
     # off: every page of every allocation faults (fewer faults with transparent huge pages, which
     # back 2 MiB at a time; hence ratios, not page counts); on: the freed block comes back as is
-    assert out["off"][1] > 0.01 * pages, out
+    assert out["off"][1] >= pages // 512, out  # at least one fault per 2 MiB
     assert out["on"][1] < 0.25 * out["off"][1], out
 
 
