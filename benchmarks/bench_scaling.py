@@ -191,9 +191,8 @@ def measure(model_name, catalogue, shared_data, steps, threads, reuse="False"):
     config = Config(model_name, "synthetic", config_dict={
         "data_path": work, "state": "ERROR", "use_gpu": False, "graph_cache_dir": None,
         "load_features": False, "item_feature_files": None,
-    })
-    setting = {"true": True, "false": False}.get(str(reuse).lower(), reuse)
-    if wants_reuse(setting, n_users + n_items + users.size):  # the rule of quick_start.prepare
+    }, cmd_args={"reuse_freed_memory": reuse})  # parsed as run_recbole.py's --reuse_freed_memory=...
+    if wants_reuse(config["reuse_freed_memory"], n_users + n_items + users.size):  # the rule of quick_start.prepare
         reuse_freed_memory()
     init_seed(config["seed"], config["reproducibility"])
     base = current_rss_bytes()

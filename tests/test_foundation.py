@@ -411,7 +411,6 @@ def test_reuse_freed_memory_stops_refaulting_large_tensors():
     assert out["on"][1] < 0.25 * out["off"][1], out
 
 
-
 def test_reuse_freed_memory_auto_rule():
     """``auto`` (the protocol's default) reuses freed memory on graphs below 10^6 users + items +
     interactions only; a bad value is a one-line error naming the key."""
@@ -422,3 +421,6 @@ def test_reuse_freed_memory_auto_rule():
     assert wants_reuse(True, 10**9) and not wants_reuse(False, 10)
     with pytest.raises(InputError, match=r"reuse_freed_memory: got 'sometimes'; expected True, False or auto"):
         wants_reuse("sometimes", 10)
+    with pytest.raises(InputError, match=r"reuse_freed_memory: got 'sometimes'; expected True, False or auto"):
+        Config("BPR", "lastfm-2k", cmd_args={"reuse_freed_memory": "sometimes"})  # before any data is read
+    assert Config("BPR", "lastfm-2k", cmd_args={"reuse_freed_memory": "False"})["reuse_freed_memory"] is False

@@ -25,14 +25,20 @@ M_MMAP_THRESHOLD = -3
 AUTO_LIMIT = 1_000_000  # users + items + interactions below which ``auto`` reuses freed memory
 
 
+def reuse_setting(value):
+    """The config's ``reuse_freed_memory`` as True, False or ``"auto"``; a one-line error otherwise."""
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() == "auto":
+        return "auto"
+    raise InputError(f"reuse_freed_memory: got {value!r}; expected True, False or auto")
+
+
 def wants_reuse(setting, graph_size):
-    """The config's ``reuse_freed_memory`` (True, False or ``auto``) for a graph of ``graph_size``
+    """Whether ``reuse_freed_memory`` (True, False or ``auto``) applies to a graph of ``graph_size``
     users + items + interactions: ``auto`` is True below :data:`AUTO_LIMIT`."""
-    if isinstance(setting, bool):
-        return setting
-    if str(setting).lower() == "auto":
-        return int(graph_size) < AUTO_LIMIT
-    raise InputError(f"reuse_freed_memory: got {setting!r}; expected True, False or auto")
+    setting = reuse_setting(setting)
+    return setting if isinstance(setting, bool) else int(graph_size) < AUTO_LIMIT
 
 
 def reuse_freed_memory(mmap_threshold=256 << 20, trim_threshold=(1 << 31) - 1):
