@@ -50,7 +50,9 @@ BABY_DIMS = {"image": 4096, "text": 384}
 # ---------------------------------------------------------------------------------------------
 
 
-def measure(model, dataset, data_path, epochs, warmup, threads, device, overrides=None, protocol=None):
+def measure(model, dataset, data_path, epochs, warmup, threads, device, overrides=None, protocol=None, before_epochs=None):
+    """One model's set-up and ``warmup + epochs`` training epochs; ``before_epochs()`` is called
+    between the set-up and the first epoch (the contention benchmark starts its neighbour there)."""
     import torch
 
     import recbole_recgoat  # noqa: F401  (compat shims)
@@ -85,6 +87,8 @@ def measure(model, dataset, data_path, epochs, warmup, threads, device, override
         setup_s = time.perf_counter() - t0
         trainer = get_trainer(config.model_class)(config, net)
         base_rss = current_rss_bytes()
+        if before_epochs is not None:
+            before_epochs()
         with PeakMemory(dev) as mem:
             for epoch in range(warmup + epochs):
                 trainer._train_epoch(train_data, epoch)

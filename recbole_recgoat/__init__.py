@@ -1,10 +1,18 @@
 """recbole-recgoat: RecGOAT and multimodal baselines as a RecBole 1.2.1 plugin.
 
-Importing the package applies the compatibility shims (:mod:`recbole_recgoat.compat`) before
-RecBole is loaded.
+Importing the package first applies the CPU thread policy (:mod:`recbole_recgoat.threads`:
+passive OpenMP waiting, threads = CPUs available; before torch is loaded, never over the user's
+environment), then the compatibility shims (:mod:`recbole_recgoat.compat`) before RecBole is
+loaded.
 """
 
-from recbole_recgoat import compat  # noqa: F401  (must run before recbole is imported)
+from recbole_recgoat import lifetime as _lifetime
+from recbole_recgoat import threads as _threads_policy
+
+_threads_policy.apply_environment_policy()  # must run before torch is imported
+_lifetime.apply_environment()  # RECGOAT_DIE_WITH_PARENT=1: never outlive the parent process
+
+from recbole_recgoat import compat  # noqa: F401,E402  (must run before recbole is imported)
 
 __version__ = "0.1.0"
 

@@ -21,6 +21,7 @@ from recbole.utils import ModelType
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import BUNDLED_DATA_DIR, bundled_datasets, configured_datasets
 from recbole_recgoat.paths import dataset_configs_dir, properties_dir
+from recbole_recgoat.threads import thread_count_setting
 from recbole_recgoat.utils.allocator import reuse_setting
 from recbole_recgoat.utils.registry import get_model
 
@@ -118,6 +119,7 @@ class Config(RecBoleConfig):
                 f"(set data_path); datasets with a config: {', '.join(known)}"
             )
         cfg["reuse_freed_memory"] = reuse_setting(cfg.get("reuse_freed_memory", "auto"))  # checked before data loads
+        cfg["cpu_threads"] = thread_count_setting(cfg.get("cpu_threads", "auto"))
         if str(cfg.get("load_features", "auto")).lower() == "auto":
             cfg["load_features"] = bool(getattr(self.model_class, "uses_features", False))
         for metric in cfg["metrics"]:

@@ -17,6 +17,7 @@ from recbole.utils import init_logger as recbole_init_logger
 from recbole.utils import init_seed as recbole_init_seed
 from recbole.utils import set_color
 
+from recbole_recgoat import threads
 from recbole_recgoat.config import Config
 from recbole_recgoat.data.dataset import MultiModalDataset
 from recbole_recgoat.utils.allocator import reuse_freed_memory, wants_reuse
@@ -78,6 +79,7 @@ def resolve_eval_batch_size(config, dataset):
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, log=True):
     """Config, dataset and dataloaders for a run; returns ``(config, dataset, train, valid, test, logfile)``."""
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    threads.apply_thread_count(config["cpu_threads"])
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's trainer creates it with the same racy check as the log directory (see init_logger)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
@@ -86,6 +88,7 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
         reuse_freed_memory()
     logfile = init_logger(config) if log else None
     logger = getLogger()
+    logger.info(threads.describe())
     logger.info(config)
     logger.info(ds)
     resolve_eval_batch_size(config, ds)
@@ -158,6 +161,8 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
         "checkpoint": trainer.saved_model_file if saved else None,
         "log_file": logfile,
         "versions": versions(),
+        "cpu_threads": torch.get_num_threads(),
+        "thread_policy": threads.describe(),
         "config": jsonable_config(config),
     }
 

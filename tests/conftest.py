@@ -2,7 +2,8 @@
 
 Every test runs in its own temporary working directory (RecBole writes ./log, ./saved and
 ./log_tensorboard under the cwd) with ``sys.argv`` reduced to the program name, so pytest's own
-flags never reach a config.
+flags never reach a config. Every process a test starts dies with the test run
+(``RECGOAT_DIE_WITH_PARENT``: a killed pytest leaves no worker behind).
 """
 
 import os
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import recbole_recgoat  # noqa: F401  (applies the compatibility shims first)
+os.environ.setdefault("RECGOAT_DIE_WITH_PARENT", "1")  # inherited by every subprocess a test starts
+
+import recbole_recgoat  # noqa: E402,F401  (thread policy, then the compatibility shims)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -18,12 +18,13 @@ reported test metric; that is checked, and the per-user values are dropped with 
 import inspect
 import os
 import socket
-import sys
 import time
 import traceback
 import warnings
 
 import numpy as np
+
+from recbole_recgoat.lifetime import die_with_parent
 
 
 class Capture:
@@ -183,16 +184,7 @@ def run_cell(cell, store_root=None, threads=None):
 
 def init_worker(threads, parent_pid, gpu_queue=None):
     """Process-pool initializer: die with the parent, pin threads (and a GPU when given)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            import signal
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover
-            pass
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(1)
+    die_with_parent(parent_pid)
     if gpu_queue is not None:
         try:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get(timeout=5))

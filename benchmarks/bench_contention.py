@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Epoch time alone and beside a busy neighbour process, with and without the thread policy.
+
+    python benchmarks/bench_contention.py                          # the six models, bundled Last.fm-2K
+    python benchmarks/bench_contention.py --models LightGCN RecGOAT --epochs 5
+    python benchmarks/bench_contention.py --arm spin1k:GOMP_SPINCOUNT=1000 --arm 1thread:OMP_NUM_THREADS=1
+
+Every measurement is its own process (``bench_models.measure``: data and model built, then
+``warmup + epochs`` training epochs through the plugin's trainer; the median epoch is reported).
+For each model and arm it runs twice: alone, and beside a NEIGHBOUR, a single-threaded pure-Python
+busy loop this script starts once the worker's set-up is done (so only epochs are contended) and
+stops when the worker finishes (it also stops itself after ``--neighbour-limit`` seconds and dies
+with this script).  Arms:
+
+* ``torch default``: ``RECGOAT_THREAD_POLICY=off`` (OpenMP threads spin, one per core);
+* ``policy``: the package's thread policy (``recbole_recgoat/threads.py``: passive waiting, threads =
+  CPUs available);
+* ``--arm NAME:KEY=VALUE,...``: any other environment (the policy stays on, and keeps what is set).
+
+OpenMP variables of this script's own environment are removed from every arm, so each arm is
+exactly what it names.  Printed per model: each arm's epoch alone and beside the neighbour, the
+slowdown ratio beside / alone, and the arm's idle price (alone / torch default alone).  Targets
+(issue 11): policy slowdown <= 1.5 and idle price within 5%.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = ["LightGCN", "FREEDOM", "LGMRec", "VBPR", "BM3", "RecGOAT"]
+OMP_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+            "RECGOAT_THREAD_POLICY", "RECGOAT_THREAD_POLICY_VARS")
+NEIGHBOUR = (
+    "import ctypes, signal, sys, time\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # die with the benchmark\n"
+    "end = time.monotonic() + float(sys.argv[1])\n"
+    "x = 0\n"
+    "while time.monotonic() < end:\n"
+    "    x += 1\n"
+)
+
+
+def worker(model, dataset, epochs, warmup):
+    """Child: set up, print READY, wait for a line on stdin, time the epochs, print RESULT."""
+    import recbole_recgoat  # noqa: F401  (first: the thread policy applies before torch loads)
+
+    sys.path.insert(0, HERE)
+    from bench_models import measure
+
+    from recbole_recgoat import threads
+
+    def ready():
+        print("READY", flush=True)
+        sys.stdin.readline()
+
+    res = measure(model, dataset, None, epochs, warmup, 0, "cpu", before_epochs=ready)
+    res["policy"] = threads.describe()
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+def measure_arm(model, args, env, beside):
+    """One worker process with ``env``; ``beside``: a busy neighbour runs during its epochs."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", model, "--dataset", args.dataset,
+           "--epochs", str(args.epochs), "--warmup", str(args.warmup)]
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    neighbour = None
+    try:
+        result = None
+        for line in proc.stdout:
+            if line.startswith("READY"):
+                if beside:
+                    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, str(args.neighbour_limit)])
+                    time.sleep(0.5)  # the neighbour is running before the first epoch
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            elif line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT "):])
+        proc.wait()
+        if result is None:
+            tail = proc.stderr.read().strip().splitlines()[-3:]
+            return {"error": " | ".join(tail) or f"exit {proc.returncode}"}
+        return result
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
+        if proc.poll() is None:
+            proc.kill()
+
+
+def arms(extra):
+    """``[(name, env)]``: torch default, policy, and each ``--arm NAME:K=V,...``."""
+    base = {k: v for k, v in os.environ.items() if k not in OMP_KEYS}
+    out = [("torch default", {**base, "RECGOAT_THREAD_POLICY": "off"}), ("policy", dict(base))]
+    for spec in extra or []:
+        name, _, assigns = spec.partition(":")
+        env = dict(base)
+        for item in filter(None, assigns.split(",")):
+            key, _, value = item.partition("=")
+            env[key.strip()] = value.strip()
+        out.append((name, env))
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--dataset", default="lastfm-2k")
+    parser.add_argument("--epochs", type=int, default=3, help="timed training epochs (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed first epochs")
+    parser.add_argument("--arm", action="append", metavar="NAME:KEY=VALUE,...", help="an extra environment to measure")
+    parser.add_argument("--neighbour-limit", type=float, default=900.0, help="seconds after which a neighbour stops itself")
+    parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._worker:
+        worker(args._worker, args.dataset, args.epochs, args.warmup)
+        return 0
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count()
+    arm_list = arms(args.arm)
+    print(f"bench_contention: {args.dataset}, {args.warmup} warm-up + {args.epochs} timed training epochs, "
+          f"{cpus} CPUs; neighbour: one single-threaded busy loop during the epochs; arms: "
+          + ", ".join(name for name, _ in arm_list), flush=True)
+    rows = []
+    for model in args.models:
+        for name, env in arm_list:
+            for beside in (False, True):
+                t0 = time.perf_counter()
+                res = measure_arm(model, args, env, beside)
+                rows.append({"model": model, "arm": name, "beside": beside, **res})
+                what = f"{res['epoch_s']:.3f} s/epoch ({res['threads']} threads)" if "error" not in res else "ERROR " + res["error"]
+                print(f"  {model:<9} {name:<14} {'beside' if beside else 'alone':<6} {what}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+    print()
+    print(f"{'model':<9} {'arm':<14} {'alone s':>8} {'beside s':>9} {'beside/alone':>12} {'idle price':>10}  policy in force")
+    verdict = []
+    for model in args.models:
+        default_alone = next((r for r in rows if r["model"] == model and r["arm"] == "torch default" and not r["beside"]), {})
+        for name, _ in arm_list:
+            alone = next(r for r in rows if r["model"] == model and r["arm"] == name and not r["beside"])
+            beside = next(r for r in rows if r["model"] == model and r["arm"] == name and r["beside"])
+            if "error" in alone or "error" in beside:
+                print(f"{model:<9} {name:<14} ERROR")
+                continue
+            slow = beside["epoch_s"] / alone["epoch_s"]
+            price = alone["epoch_s"] / default_alone["epoch_s"] if "epoch_s" in default_alone else float("nan")
+            print(f"{model:<9} {name:<14} {alone['epoch_s']:8.3f} {beside['epoch_s']:9.3f} {slow:12.2f} {price:10.3f}  {alone.get('policy', '')}")
+            if name == "policy":
+                verdict.append((model, slow, price))
+    missed = [f"{m} (slowdown {s:.2f}, idle price {p:.3f})" for m, s, p in verdict if s > 1.5 or p > 1.05]
+    print("targets (policy: beside/alone <= 1.5, idle price <= 1.05):", "met" if not missed else "MISSED by " + ", ".join(missed))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
