@@ -19,6 +19,7 @@ from recbole.utils import set_color
 
 from recbole_recgoat.config import Config
 from recbole_recgoat.data.dataset import MultiModalDataset
+from recbole_recgoat.distributed import join_process_group, launch
 from recbole_recgoat.utils.allocator import reuse_freed_memory, wants_reuse
 from recbole_recgoat.utils.environment import versions
 from recbole_recgoat.utils.registry import get_trainer
@@ -78,6 +79,7 @@ def resolve_eval_batch_size(config, dataset):
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, log=True):
     """Config, dataset and dataloaders for a run; returns ``(config, dataset, train, valid, test, logfile)``."""
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    join_process_group(config)  # a rank of a multi-process run: before any dataloader exists
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's trainer creates it with the same racy check as the log directory (see init_logger)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
@@ -160,6 +162,18 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
         "versions": versions(),
         "config": jsonable_config(config),
     }
+
+
+def run_any(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
+            nproc=1, world_size=-1, ip="127.0.0.1", port="5678", group_offset=0, saved=True):
+    """:func:`run` in this process when ``nproc == 1`` and ``world_size <= 0``; otherwise on
+    ``nproc`` spawned ranks of a data-parallel run (:func:`recbole_recgoat.distributed.launch`),
+    returning rank 0's result (None on a machine whose first rank is not 0)."""
+    if nproc <= 1 and world_size <= 0:
+        return run(model, dataset, config_file_list, config_dict, cmd_args, saved=saved)
+    kwargs = {"model": model, "dataset": dataset, "config_file_list": config_file_list,
+              "config_dict": config_dict, "cmd_args": cmd_args, "saved": saved}
+    return launch(run, kwargs, nproc, world_size, ip, port, group_offset)
 
 
 def jsonable_config(config):

@@ -34,9 +34,11 @@ from pathlib import Path
 
 import yaml
 
-from recbole_recgoat.benchmark.spec import file_digest, load_yaml, short_hash
-from recbole_recgoat.benchmark.store import append_line, atomic_write_bytes, read_lines
+from recbole_recgoat.benchmark.spec import file_digest, short_hash
+from recbole_recgoat.benchmark.store import append_line, read_lines
+from recbole_recgoat.config import load_yaml
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.utils.io import atomic_write
 
 ALGOS = ("exhaustive", "random", "bayes")
 
@@ -234,7 +236,7 @@ def run_search(task, store):
         best = select_best(evaluated)
         doc = _document(task, best["params"], best, evaluated)
     text = _header(task) + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"))
     print(f"{task.describe()}: chose {doc['params']} ({path})", flush=True)
     return doc
 

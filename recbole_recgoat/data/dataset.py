@@ -20,7 +20,7 @@ from collections import OrderedDict
 import torch
 from recbole.data.dataset import Dataset
 
-from recbole_recgoat.data.features import align_to_internal_ids, load_matrix, resolve_feature_path
+from recbole_recgoat.data.feature_files import align_to_internal_ids, load_matrix, resolve_feature_path
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import BUNDLED_DATA_DIR
 
