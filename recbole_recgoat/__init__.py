@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from recbole_recgoat.config import Config  # noqa: E402
 from recbole_recgoat.quick_start import load_data_and_model, run  # noqa: E402
-from recbole_recgoat.utils.registry import get_model, get_trainer  # noqa: E402
+from recbole_recgoat.trainer import get_trainer  # noqa: E402
+from recbole_recgoat.utils.registry import get_model  # noqa: E402
 
 __all__ = ["Config", "run", "load_data_and_model", "get_model", "get_trainer", "__version__"]

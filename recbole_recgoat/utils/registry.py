@@ -1,4 +1,5 @@
-"""Model, trainer and dataset lookup: the plugin first, then RecBole, through one door.
+"""Model lookup: the plugin first, then RecBole, through one door (the trainer's is
+:func:`recbole_recgoat.trainer.get_trainer`).
 
 ``get_model('RecGOAT')`` finds ``recbole_recgoat/model/recgoat.py``; ``get_model('LightGCN')``
 falls back to ``recbole.model.general_recommender.lightgcn``.  Names are matched without regard
@@ -81,21 +82,3 @@ def get_model(name):
         f"--model={name}: unknown model; plugin models: {', '.join(plugin_models())}; "
         f"RecBole general models: {', '.join(recbole_general_models())}"
     )
-
-
-def get_trainer(model_class):
-    """The trainer for ``model_class``: RecBole's trainer for it, with the plugin's fixes mixed in.
-
-    A model may name its own trainer class in ``model_class.trainer_class``.  Otherwise RecBole's
-    rule applies (``<Model>Trainer`` if RecBole has one, ``TraditionalTrainer`` for traditional
-    models, else ``Trainer``); the result is combined with
-    :class:`recbole_recgoat.trainer.PluginTrainerMixin`.
-    """
-    from recbole.utils import get_trainer as recbole_get_trainer
-
-    from recbole_recgoat.trainer import PluginTrainerMixin, with_plugin_mixin
-
-    own = getattr(model_class, "trainer_class", None)
-    if own is not None:
-        return own if issubclass(own, PluginTrainerMixin) else with_plugin_mixin(own)
-    return with_plugin_mixin(recbole_get_trainer(model_class.type, model_class.__name__))
