@@ -1,10 +1,11 @@
 """recbole-recgoat: RecGOAT and multimodal baselines as a RecBole 1.2.1 plugin.
 
 Importing the package applies the compatibility shims (:mod:`recbole_recgoat.compat`) before
-RecBole is loaded.
+RecBole is loaded, then the speed patches (:mod:`recbole_recgoat.speed_patches`).
 """
 
 from recbole_recgoat import compat  # noqa: F401  (must run before recbole is imported)
+from recbole_recgoat import speed_patches  # noqa: F401,E402
 
 __version__ = "0.1.0"
 
