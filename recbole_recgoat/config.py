@@ -27,7 +27,7 @@ from recbole_recgoat.utils.registry import get_model
 
 DEFAULT_DATASET = "lastfm-2k"
 RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.realpath(__import__("recbole").__file__)), "properties")
-# RecBole's collector crashes on these (see docs/recbole-notes): refuse them up front.
+# RecBole 1.2.1's evaluator crashes on these (its collector never gathers the data they need): refuse them up front.
 UNSUPPORTED_METRICS = {"itemcoverage", "giniindex", "averagepopularity", "tailpercentage"}
 
 
