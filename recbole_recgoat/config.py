@@ -129,8 +129,8 @@ class Config(RecBoleConfig):
                 f"--dataset={self.dataset}: no folder {data_dir}{hint}; expected atomic files there "
                 f"(set data_path); datasets with a config: {', '.join(known)}"
             )
-        cfg["reuse_freed_memory"] = reuse_setting(cfg.get("reuse_freed_memory", "auto"))  # checked before data loads
-        if str(cfg.get("load_features", "auto")).lower() == "auto":
+        cfg["reuse_freed_memory"] = reuse_setting(cfg["reuse_freed_memory"])  # checked before data loads
+        if str(cfg["load_features"]).lower() == "auto":
             cfg["load_features"] = bool(getattr(self.model_class, "uses_features", False))
         for metric in cfg["metrics"]:
             if metric.lower() in UNSUPPORTED_METRICS:

@@ -22,7 +22,7 @@ def rank_device(cfg):
     gpu_id = cfg["gpu_id"]
     gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
     cfg["gpu_id"] = gpu_id
-    use_cuda = bool(cfg.get("use_gpu", True)) and len(gpu_id) > 0 and torch.cuda.is_available()
+    use_cuda = bool(cfg["use_gpu"]) and len(gpu_id) > 0 and torch.cuda.is_available()
     cfg["device"] = torch.device("cuda", cfg["local_rank"]) if use_cuda else torch.device("cpu")
     cfg["single_spec"] = False
     if cfg["local_rank"] != 0:
@@ -40,7 +40,7 @@ def join_process_group(config):
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(
             backend=backend,
-            rank=config["local_rank"] + (config["offset"] or 0),
+            rank=config["local_rank"] + config["offset"],
             world_size=config["world_size"],
             init_method=f"tcp://{config['ip']}:{config['port']}",
         )

@@ -210,7 +210,7 @@ class PluginTrainerMixin:
         if any(len(v) != len(users) for v in out.values()):
             warnings.warn("per-user metrics: row count differs from the user count; not stored")
             return None
-        places = int(self.config["metric_decimal_place"] or 4)
+        places = int(self.config["metric_decimal_place"])
         for name, values in out.items():
             if name in result and round(float(values.mean()), places) != round(float(result[name]), places):
                 warnings.warn(f"per-user {name}: mean {values.mean():.6f} != {result[name]}; not stored")

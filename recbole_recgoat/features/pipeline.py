@@ -35,7 +35,7 @@ def _log(msg):
 
 def recipe_for(config):
     where = f"dataset_configs/{config['dataset']}.yaml item_text"
-    return TextRecipe.from_config(config.final_config_dict.get("item_text"), where)
+    return TextRecipe.from_config(config["item_text"], where)
 
 
 def item_texts(dataset, data_path=None, config_files=None, limit=None):

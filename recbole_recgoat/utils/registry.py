@@ -36,33 +36,25 @@ def _find_class(module, name):
     return None
 
 
-def _module_names(package):
+def _model_classes(package):
+    """The model class of each module of ``package`` (the class named like its module)."""
     pkg = importlib.import_module(package)
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in _NOT_MODELS)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in _NOT_MODELS)
+    classes = (_find_class(importlib.import_module(f"{package}.{mod}"), mod) for mod in names)
+    return [cls for cls in classes if cls is not None]
 
 
 @lru_cache(maxsize=None)
 def plugin_models():
     """Class names of the plugin's models (one file each in ``recbole_recgoat/model``)."""
-    names = []
-    for mod in _module_names(PLUGIN_MODEL_PACKAGE):
-        module = importlib.import_module(f"{PLUGIN_MODEL_PACKAGE}.{mod}")
-        cls = _find_class(module, mod)
-        if cls is not None:
-            names.append(cls.__name__)
-    return tuple(names)
+    return tuple(cls.__name__ for cls in _model_classes(PLUGIN_MODEL_PACKAGE))
 
 
 @lru_cache(maxsize=None)
 def recbole_general_models():
     """Class names of RecBole's general recommenders (BPR, LightGCN, NGCF, ...)."""
-    names = []
-    for mod in _module_names(RECBOLE_GENERAL_PACKAGE):
-        module = importlib.import_module(f"{RECBOLE_GENERAL_PACKAGE}.{mod}")
-        cls = _find_class(module, mod)
-        if cls is not None and getattr(cls, "type", None) in (ModelType.GENERAL, ModelType.TRADITIONAL):
-            names.append(cls.__name__)
-    return tuple(names)
+    general = (ModelType.GENERAL, ModelType.TRADITIONAL)
+    return tuple(cls.__name__ for cls in _model_classes(RECBOLE_GENERAL_PACKAGE) if getattr(cls, "type", None) in general)
 
 
 def get_model(name):
