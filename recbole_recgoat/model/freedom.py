@@ -127,7 +127,7 @@ class FREEDOM(MultiModalRecommender):
         di = torch.bincount(self.edge_items, minlength=self.n_items).float()
         self.register_buffer("edge_weights", (du[self.edge_users] * di[self.edge_items]).rsqrt(), persistent=False)  # [E]
         self.masked_op = None  # the current epoch's pruned graph (a SparseOperator)
-        self.kept_edges = None  # [E'] indices of the edges of the current epoch's graph
+        self.register_buffer("kept_edges", None, persistent=False)  # [E'] edges of the current epoch's graph
 
     @property
     def edge_users(self):
