@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The shared kernels of ``recbole_recgoat.model.layers`` against the plain torch formulation,
+"""The shared kernels of ``recbole_recgoat.model.layers`` (``sparse``, ``losses``) against the plain torch formulation,
 measured in the same run on Baby-sized shapes.
 
     python benchmarks/bench_kernels.py                 # one torch thread
@@ -49,7 +49,9 @@ def main(argv=None):
     import torch.nn.functional as F
 
     import recbole_recgoat  # noqa: F401  (compat shims)
-    from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj, logsumexp_dot
+    from recbole_recgoat.model.layers.graph import bipartite_norm_adj
+    from recbole_recgoat.model.layers.losses import logsumexp_dot
+    from recbole_recgoat.model.layers.sparse import SparseOperator
 
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", UserWarning)  # CSR beta notice

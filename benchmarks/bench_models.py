@@ -10,7 +10,7 @@
 Per dataset, every model runs in its own subprocess (so one model's freed memory cannot hide
 another's peak) right after a LightGCN run, its reference (a shared machine's load drifts: a
 ratio compares two adjacent runs): data and model are built, then ``warmup`` + ``epochs``
-training epochs run through the plugin's trainer (``_train_epoch``, so FREEDOM's pre-epoch
+training epochs run through the plugin's trainer (``train_epoch``, so FREEDOM's pre-epoch
 pruning is included; no evaluation). Reported: the median time of the timed epochs, the peak
 memory the training epochs add (CPU: sampled RSS above the level after the model was built;
 CUDA: allocator peak), the set-up time and peak memory (data excluded: model construction, e.g.
@@ -58,7 +58,7 @@ def measure(model, dataset, data_path, epochs, warmup, threads, device, override
     import recbole_recgoat  # noqa: F401  (compat shims)
     from recbole_recgoat.quick_start import build_model, prepare
     from recbole_recgoat.utils.profiling import PeakMemory, current_rss_bytes
-    from recbole_recgoat.utils.registry import get_trainer
+    from recbole_recgoat.trainer import get_trainer
 
     if threads:
         torch.set_num_threads(threads)
@@ -91,7 +91,7 @@ def measure(model, dataset, data_path, epochs, warmup, threads, device, override
             before_epochs()
         with PeakMemory(dev) as mem:
             for epoch in range(warmup + epochs):
-                trainer._train_epoch(train_data, epoch)
+                trainer.train_epoch(train_data, epoch)
         times = trainer.epoch_times[warmup:]
         return {
             "model": model,

@@ -149,7 +149,8 @@ def reference_kernel_seconds(users, items, n_users, n_items, dim=64, reps=5):
     ``[n_users + n_items, dim]``: O(E) work, the machine's scale."""
     import torch
 
-    from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj
+    from recbole_recgoat.model.layers.graph import bipartite_norm_adj
+    from recbole_recgoat.model.layers.sparse import SparseOperator
 
     adj = SparseOperator(bipartite_norm_adj(torch.from_numpy(users), torch.from_numpy(items), n_users, n_items), symmetric=True)
     x = torch.randn(adj.shape[0], dim, generator=torch.Generator().manual_seed(0))

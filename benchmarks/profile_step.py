@@ -45,7 +45,7 @@ def main(argv=None):
     import recbole_recgoat  # noqa: F401  (compat shims)
     from bench_models import build_baby
     from recbole_recgoat.quick_start import build_model, prepare
-    from recbole_recgoat.utils.registry import get_trainer
+    from recbole_recgoat.trainer import get_trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,7 +63,7 @@ def main(argv=None):
         net = build_model(config, train_data)
         trainer = get_trainer(config.model_class)(config, net)
         t0 = time.perf_counter()
-        trainer._train_epoch(train_data, 0)
+        trainer.train_epoch(train_data, 0)
         epoch_s = time.perf_counter() - t0
         batches = [batch for _, batch in zip(range(args.steps), train_data)]
         if hasattr(net, "pre_epoch_processing"):

@@ -70,7 +70,7 @@ def main(argv=None):
     try:
         cmd_args = parse_overrides(extra)
         config_files = args.config_files.split() if args.config_files else None
-        from recbole_recgoat.distributed import run_any
+        from recbole_recgoat.quick_start import run_any
 
         result = run_any(
             model=args.model,

@@ -14,10 +14,11 @@ pairs explicitly as ``cmd_args`` (so a test runner's flags cannot leak into a mo
 
 import os
 
-import torch
+import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
+from recbole_recgoat.distributed import rank_device
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import BUNDLED_DATA_DIR, bundled_datasets, configured_datasets
 from recbole_recgoat.paths import dataset_configs_dir, properties_dir
@@ -27,8 +28,27 @@ from recbole_recgoat.utils.registry import get_model
 
 DEFAULT_DATASET = "lastfm-2k"
 RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.realpath(__import__("recbole").__file__)), "properties")
-# RecBole's collector crashes on these (see docs/recbole-notes): refuse them up front.
+# RecBole 1.2.1's evaluator crashes on these (its collector never gathers the data they need): refuse them up front.
 UNSUPPORTED_METRICS = {"itemcoverage", "giniindex", "averagepopularity", "tailpercentage"}
+
+
+def load_yaml(path):
+    """A yaml file read as the Config reads its files (RecBole's loader: ``1e-05`` is a float);
+    ``{}`` for an empty file; a one-line error for a missing or malformed one."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            content = yaml.load(f.read(), Loader=RecBoleConfig._build_yaml_loader(None))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; expected a yaml file") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid yaml ({exc.__class__.__name__})") from None
+    return {} if content is None else content
+
+
+def convert_value(text):
+    """A command-line string as the Config converts ``--key=value`` (RecBole's rule: a Python
+    literal, ``true`` / ``false``, else the string itself); non-strings are returned as they are."""
+    return RecBoleConfig._convert_config_dict(None, {"value": text})["value"]
 
 
 class Config(RecBoleConfig):
@@ -54,17 +74,9 @@ class Config(RecBoleConfig):
         return self._convert_config_dict(dict(self._cmd_args))
 
     def _load_config_files(self, file_list):
-        import yaml
-
         merged = {}
         for path in file_list or []:
-            with open(path, "r", encoding="utf-8") as f:
-                try:
-                    content = yaml.load(f.read(), Loader=self.yaml_loader)
-                except yaml.YAMLError as exc:
-                    raise InputError(f"{path}: not valid yaml ({exc.__class__.__name__})") from None
-            if content is None:
-                continue
+            content = load_yaml(path)
             if not isinstance(content, dict):
                 raise InputError(f"{path}: expected a yaml mapping of key: value, got {type(content).__name__}")
             merged.update(content)
@@ -89,19 +101,19 @@ class Config(RecBoleConfig):
             )
         self.internal_config_dict = dict()
         ours = properties_dir()
-        files = [
-            os.path.join(RECBOLE_PROPERTIES, "overall.yaml"),
-            os.path.join(RECBOLE_PROPERTIES, "dataset", "sample.yaml"),
-            str(ours / "overall.yaml"),
-            os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml"),
-            str(ours / "model" / f"{model}.yaml"),
-            os.path.join(RECBOLE_PROPERTIES, "dataset", f"{dataset}.yaml"),
-            str(dataset_configs_dir() / f"{dataset}.yaml"),
+        files = [  # (yaml, whether its keys are dataset parameters), lowest precedence first
+            (os.path.join(RECBOLE_PROPERTIES, "overall.yaml"), False),
+            (os.path.join(RECBOLE_PROPERTIES, "dataset", "sample.yaml"), True),
+            (str(ours / "overall.yaml"), False),
+            (os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml"), False),
+            (str(ours / "model" / f"{model}.yaml"), False),
+            (os.path.join(RECBOLE_PROPERTIES, "dataset", f"{dataset}.yaml"), True),
+            (str(dataset_configs_dir() / f"{dataset}.yaml"), True),
         ]
-        for path in files:
+        for path, dataset_keys in files:
             if os.path.isfile(path):
                 content = self._update_internal_config_dict(path)
-                if content and "dataset" in path:
+                if content and dataset_keys:
                     self.parameters["Dataset"] += [k for k in content if k not in self.parameters["Dataset"]]
         self.internal_config_dict["MODEL_TYPE"] = model_class.type
 
@@ -118,9 +130,9 @@ class Config(RecBoleConfig):
                 f"--dataset={self.dataset}: no folder {data_dir}{hint}; expected atomic files there "
                 f"(set data_path); datasets with a config: {', '.join(known)}"
             )
-        cfg["reuse_freed_memory"] = reuse_setting(cfg.get("reuse_freed_memory", "auto"))  # checked before data loads
-        cfg["cpu_threads"] = thread_count_setting(cfg.get("cpu_threads", "auto"))
-        if str(cfg.get("load_features", "auto")).lower() == "auto":
+        cfg["reuse_freed_memory"] = reuse_setting(cfg["reuse_freed_memory"])  # checked before data loads
+        cfg["cpu_threads"] = thread_count_setting(cfg["cpu_threads"])
+        if str(cfg["load_features"]).lower() == "auto":
             cfg["load_features"] = bool(getattr(self.model_class, "uses_features", False))
         for metric in cfg["metrics"]:
             if metric.lower() in UNSUPPORTED_METRICS:
@@ -131,34 +143,9 @@ class Config(RecBoleConfig):
 
     # -- device ----------------------------------------------------------------------------
     def _init_device(self):
-        """RecBole's device logic, plus gloo for multi-process training on CPU.
-
-        RecBole 1.2.1 always initialises NCCL; here the backend is NCCL when the run uses CUDA
-        and gloo otherwise (or ``dist_backend`` when set).
-        """
-        cfg = self.final_config_dict
-        if "local_rank" not in cfg:
+        """RecBole's device logic; a rank of a multi-process run (``local_rank`` set) gets its own
+        device here and joins the process group when the run starts
+        (:mod:`recbole_recgoat.distributed`)."""
+        if "local_rank" not in self.final_config_dict:
             return super()._init_device()
-        gpu_id = cfg["gpu_id"]
-        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id)
-        cfg["gpu_id"] = gpu_id
-        use_cuda = bool(cfg.get("use_gpu", True)) and len(gpu_id) > 0 and torch.cuda.is_available()
-        backend = cfg.get("dist_backend") or ("nccl" if use_cuda else "gloo")
-        rank = cfg["local_rank"] + cfg.get("offset", 0)
-        if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(
-                backend=backend,
-                rank=rank,
-                world_size=cfg["world_size"],
-                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
-            )
-        if use_cuda:
-            cfg["device"] = torch.device("cuda", cfg["local_rank"])
-            torch.cuda.set_device(cfg["local_rank"])
-        else:
-            cfg["device"] = torch.device("cpu")
-        cfg["single_spec"] = False
-        if cfg["local_rank"] != 0:
-            cfg["state"] = "error"
-            cfg["show_progress"] = False
-            cfg["verbose"] = False
+        rank_device(self.final_config_dict)

@@ -20,9 +20,10 @@ from recbole.utils import set_color
 from recbole_recgoat import threads
 from recbole_recgoat.config import Config
 from recbole_recgoat.data.dataset import MultiModalDataset
+from recbole_recgoat.distributed import join_process_group, launch
+from recbole_recgoat.trainer import get_trainer
 from recbole_recgoat.utils.allocator import reuse_freed_memory, wants_reuse
 from recbole_recgoat.utils.environment import versions
-from recbole_recgoat.utils.registry import get_trainer
 
 
 def init_logger(config):
@@ -80,6 +81,7 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
     """Config, dataset and dataloaders for a run; returns ``(config, dataset, train, valid, test, logfile)``."""
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     threads.apply_thread_count(config["cpu_threads"])
+    join_process_group(config)  # a rank of a multi-process run: before any dataloader exists
     init_seed(config["seed"], config["reproducibility"])
     # RecBole's trainer creates it with the same racy check as the log directory (see init_logger)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
@@ -121,14 +123,35 @@ def build_model(config, train_data):
     return config.model_class(config, train_data._dataset).to(config["device"])
 
 
-def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True, verbose=True):
+def dataset_stats(dataset, train_data, valid_data, test_data=None):
+    """Users, items (PAD not counted), interactions per split, test users and sparsity of a run's data."""
+    users, items = int(dataset.user_num) - 1, int(dataset.item_num) - 1  # RecBole counts [PAD]
+    splits = {"train": train_data, "valid": valid_data, "test": test_data}
+    stats = {"users": users, "items": items, "interactions": int(dataset.inter_num)}
+    for name, loader in splits.items():
+        stats[f"{name}_interactions"] = int(loader._dataset.inter_num) if loader is not None else None
+    stats["test_users"] = int(len(getattr(test_data, "uid_list", []))) if test_data is not None else None
+    stats["sparsity"] = 1.0 - stats["interactions"] / float(max(users * items, 1))
+    return stats
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, saved=True, verbose=True,
+        test=True, per_user=False):
     """Train with early stopping on validation, then test the best checkpoint.
+
+    Args:
+        saved (bool): write the best checkpoint (and test it); False tests the last parameters.
+        test (bool): evaluate on the test split; False selects on validation only and never
+            reads the test loader (``test_result`` is None): a tuning trial.
+        per_user (bool): also return ``per_user``, the test metrics of every test user
+            (:meth:`~recbole_recgoat.trainer.PluginTrainerMixin.per_user_metrics`; not json-able).
 
     Returns:
         dict: ``model``, ``dataset``, ``seed``, ``valid_metric``, ``best_valid_score``,
         ``best_valid_result``, ``test_result``, ``best_epoch``, ``epochs_run``,
         ``epoch_time_mean_s``, ``train_time_s``, ``peak_memory_bytes``, ``valid_curve``,
-        ``checkpoint``, ``log_file``, ``versions``, ``config`` (the final, json-able config).
+        ``diagnostics``, ``checkpoint``, ``log_file``, ``dataset_stats``, ``versions``,
+        ``config`` (the final, json-able config).
     """
     config, ds, train_data, valid_data, test_data, logfile = prepare(
         model, dataset, config_file_list, config_dict, cmd_args
@@ -140,17 +163,20 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], verbose=verbose
     )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result or {})}")
-    logger.info(set_color("test result", "yellow") + f": {dict(test_result or {})}")
-    return {
+    test_result = None
+    if test:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        test_result = {k: float(v) for k, v in (test_result or {}).items()}
+        logger.info(set_color("test result", "yellow") + f": {test_result}")
+    result = {
         "model": config["model"],
         "dataset": config["dataset"],
         "seed": config["seed"],
         "valid_metric": config["valid_metric"],
         "best_valid_score": float(best_valid_score),
         "best_valid_result": {k: float(v) for k, v in (best_valid_result or {}).items()},
-        "test_result": {k: float(v) for k, v in (test_result or {}).items()},
+        "test_result": test_result,
         "best_epoch": trainer.best_epoch,
         "epochs_run": len(trainer.epoch_times),
         "epoch_time_mean_s": sum(trainer.epoch_times) / max(len(trainer.epoch_times), 1),
@@ -160,11 +186,27 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
         "diagnostics": trainer.diagnostics,
         "checkpoint": trainer.saved_model_file if saved else None,
         "log_file": logfile,
+        "dataset_stats": dataset_stats(ds, train_data, valid_data, test_data if test else None),
         "versions": versions(),
         "cpu_threads": torch.get_num_threads(),
         "thread_policy": threads.describe(),
         "config": jsonable_config(config),
     }
+    if per_user:
+        result["per_user"] = trainer.per_user_metrics(ds, test_result) if test else None
+    return result
+
+
+def run_any(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
+            nproc=1, world_size=-1, ip="127.0.0.1", port="5678", group_offset=0, saved=True):
+    """:func:`run` in this process when ``nproc == 1`` and ``world_size <= 0``; otherwise on
+    ``nproc`` spawned ranks of a data-parallel run (:func:`recbole_recgoat.distributed.launch`),
+    returning rank 0's result (None on a machine whose first rank is not 0)."""
+    if nproc <= 1 and world_size <= 0:
+        return run(model, dataset, config_file_list, config_dict, cmd_args, saved=saved)
+    kwargs = {"model": model, "dataset": dataset, "config_file_list": config_file_list,
+              "config_dict": config_dict, "cmd_args": cmd_args, "saved": saved}
+    return launch(run, kwargs, nproc, world_size, ip, port, group_offset)
 
 
 def jsonable_config(config):

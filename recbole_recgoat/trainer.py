@@ -17,18 +17,51 @@
   and BM3; rounding differs from the default kernel, so it is off in the protocol, with which
   the published leaderboard was run);
 * bookkeeping for results: per-epoch train time, peak memory, the best epoch, the validation
-  curve.
+  curve;
+* per-user metrics of the last evaluation (:meth:`PluginTrainerMixin.per_user_metrics`): its
+  collector (:class:`UserCollector`) also records which user each evaluated row is;
+* :meth:`PluginTrainerMixin.train_epoch`, one training epoch as ``fit`` runs it (benchmarks).
 """
 
+import inspect
 import os
 import uuid
+import warnings
 from time import time
 
+import numpy as np
 import torch
-from recbole.trainer import Trainer
+from recbole.evaluator.collector import Collector
 from recbole.utils import get_local_time, set_color
+from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_recgoat.utils.profiling import PeakMemory
+
+
+class UserCollector(Collector):
+    """RecBole's ``Collector`` that also records the user id of every evaluated row and keeps the
+    last evaluation's ``DataStruct`` (``last_struct``) and users (``last_users [U]`` or None when
+    the rows are not one user each)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._users = []
+        self.last_struct = self.last_users = None
+
+    def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
+        super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+        if self._users is not None:
+            try:
+                self._users.append(interaction[self.config["USER_ID_FIELD"]].detach().cpu().numpy())
+            except (KeyError, AttributeError, TypeError):
+                self._users = None  # not a full-sort user batch: no per-user pairing possible
+
+    def get_data_struct(self):
+        struct = super().get_data_struct()
+        self.last_struct = struct
+        self.last_users = np.concatenate(self._users) if self._users else None
+        self._users = []
+        return struct
 
 
 class PluginTrainerMixin:
@@ -46,6 +79,10 @@ class PluginTrainerMixin:
         name = f"{config['model']}-{config['dataset']}-{get_local_time()}-{os.getpid()}-{uuid.uuid4().hex[:6]}.pth"
         if distributed:
             device_ids = [config["local_rank"]] if self.device.type == "cuda" else None
+            # buffers that are not saved (features, graphs) are built from the data on every rank
+            # alike: DDP need not broadcast them (it cannot broadcast sparse ones)
+            derived = sorted({n for n, _ in self.model.named_buffers()} - set(self.model.state_dict()))
+            torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, derived)
             self.distributed_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
             shared = [name]
             torch.distributed.broadcast_object_list(shared, src=0)  # every rank reads rank 0's checkpoint
@@ -57,6 +94,7 @@ class PluginTrainerMixin:
         self.valid_curve = []  # [(epoch, valid_score, {metric: value})]
         self.diagnostics = []  # [(epoch, {name: value})]
         self._epoch = -1
+        self.eval_collector = UserCollector(config)
 
     # -- training --------------------------------------------------------------------------
     def _build_optimizer(self, **kwargs):
@@ -74,6 +112,11 @@ class PluginTrainerMixin:
             return super()._build_optimizer(params=params, **kwargs)
         cls = torch.optim.Adam if learner == "adam" else torch.optim.AdamW
         return cls(params, lr=kwargs.get("learning_rate", self.learning_rate), weight_decay=kwargs.get("weight_decay", self.weight_decay), fused=True)
+
+    def train_epoch(self, train_data, epoch_idx, show_progress=False):
+        """One training epoch as ``fit`` runs it (pre-epoch hook, timing, peak memory, diagnostics);
+        returns the epoch's loss (a float, or a tuple for a model with several loss parts)."""
+        return self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._epoch = epoch_idx
@@ -140,6 +183,41 @@ class PluginTrainerMixin:
             self.load_model_file(model_file)
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
+    def per_user_metrics(self, dataset, result):
+        """``{'user': tokens [U], '<metric>@k': values [U], ...}`` of the last evaluation, from
+        RecBole's own metric classes (``used_info`` then ``metric_info``: the arrays RecBole
+        averages), or None when they cannot be paired with users or do not average to ``result``
+        (the metrics that evaluation returned; a warning says why)."""
+        from recbole.evaluator.base_metric import TopkMetric
+        from recbole.evaluator.register import metrics_dict
+
+        struct, users = self.eval_collector.last_struct, self.eval_collector.last_users
+        if struct is None or users is None:
+            return None
+        out = {}
+        for name in self.config["metrics"]:
+            cls = metrics_dict.get(name.lower())
+            if cls is None or not issubclass(cls, TopkMetric):
+                continue
+            metric = cls(self.config)
+            pos_index, pos_len = metric.used_info(struct)
+            n_args = len(inspect.signature(metric.metric_info).parameters)
+            values = metric.metric_info(pos_index, pos_len) if n_args >= 2 else metric.metric_info(pos_index)
+            for k in metric.topk:
+                out[f"{name.lower()}@{k}"] = np.asarray(values[:, k - 1], dtype=np.float64)
+        if not out:
+            return None
+        if any(len(v) != len(users) for v in out.values()):
+            warnings.warn("per-user metrics: row count differs from the user count; not stored")
+            return None
+        places = int(self.config["metric_decimal_place"])
+        for name, values in out.items():
+            if name in result and round(float(values.mean()), places) != round(float(result[name]), places):
+                warnings.warn(f"per-user {name}: mean {values.mean():.6f} != {result[name]}; not stored")
+                return None
+        out["user"] = np.asarray(dataset.field2id_token[dataset.uid_field])[users].astype(str)
+        return out
+
 
 _MIXED = {}
 
@@ -153,5 +231,15 @@ def with_plugin_mixin(trainer_class):
     return _MIXED[trainer_class]
 
 
-class MultiModalTrainer(PluginTrainerMixin, Trainer):
-    """The trainer of the plugin's models: RecBole's ``Trainer`` with the plugin's mixin."""
+def get_trainer(model_class):
+    """The trainer for ``model_class``: RecBole's trainer for it, with the plugin's fixes mixed in.
+
+    A model may name its own trainer class in ``model_class.trainer_class``.  Otherwise RecBole's
+    rule applies (``<Model>Trainer`` if RecBole has one, ``TraditionalTrainer`` for traditional
+    models, else ``Trainer``); the result is combined with
+    :class:`PluginTrainerMixin`.
+    """
+    own = getattr(model_class, "trainer_class", None)
+    if own is not None:
+        return own if issubclass(own, PluginTrainerMixin) else with_plugin_mixin(own)
+    return with_plugin_mixin(recbole_get_trainer(model_class.type, model_class.__name__))

@@ -19,7 +19,7 @@ import sys
 import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from recbole_recgoat.data.converters import _write_all, convert_mmrec  # noqa: E402
+from recbole_recgoat.data.converters import convert_mmrec, write_files  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "recbole_recgoat", "bundled", "lastfm-2k")
 
@@ -54,7 +54,7 @@ def main(src):
     for item, artist in zip(item_map.item, item_map.artist):
         item_lines.append(f"{item}\t{artist}\t{clean(names[artist])}\t{clean(tags[artist])}")
     user_lines = ["user_id:token\thetrec_user_id:token"] + [f"{u}\t{h}" for u, h in zip(user_map.user, user_map.hetrec)]
-    _write_all({
+    write_files({
         os.path.join(OUT, "lastfm-2k.item"): ("\n".join(item_lines) + "\n").encode("utf-8"),
         os.path.join(OUT, "lastfm-2k.user"): ("\n".join(user_lines) + "\n").encode("utf-8"),
     })

@@ -11,7 +11,7 @@ import torch
 import yaml
 from scipy import stats
 
-import recbole_recgoat.model.layers as layers
+from recbole_recgoat.model.layers import graph, knn, losses, sparse
 from recbole_recgoat.cli import main as cli_main
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import properties_dir
@@ -220,13 +220,13 @@ def test_item_item_graph_is_symmetric_normalised_and_knn_by_cosine():
 
 def test_item_graph_is_cached_and_rebuilt_when_features_or_k_change(monkeypatch, tmp_path):
     calls = []
-    real = layers.knn_graph
+    real = knn.knn_graph
 
     def counting(x, k, **kw):
         calls.append((tuple(x.shape), k))
         return real(x, k, **kw)
 
-    monkeypatch.setattr(layers, "knn_graph", counting)
+    monkeypatch.setattr(knn, "knn_graph", counting)
     cache = tmp_path / "graphs"
     net1, train_data = build("FREEDOM", graph_cache_dir=str(cache))
     assert len(calls) == 2  # text and audio built
@@ -269,10 +269,14 @@ def test_freedom_modality_weights():
 
 
 def test_lgmrec_incidences_are_row_stochastic():
-    net, _ = build("LGMRec", hyper_num=4)
-    for noisy in (True, False):
+    """The incidences forward uses: the noiseless softmax in evaluation, Gumbel-softmax in training
+    (keep_rate 1: no incidence dropout), both with rows summing to 1."""
+    for keep_rate, training in ((0.5, False), (1.0, True)):
+        net, _ = build("LGMRec", hyper_num=4, keep_rate=keep_rate)
+        net.train(training)
+        _, _, hyper = net.forward()
         for m in net.modalities:
-            item_inc, user_inc = net.incidence(m, noisy=noisy)
+            _, _, user_inc, item_inc, _ = hyper[m]
             assert item_inc.shape == (net.n_items, 4) and user_inc.shape == (net.n_users, 4)
             for inc in (item_inc, user_inc):
                 assert (inc >= 0).all()
@@ -413,8 +417,8 @@ def test_bm3_uses_no_negative_items():
 def test_sparse_operator_matches_torch_sparse_mm():
     torch.manual_seed(0)
     users, items = torch.randint(1, 30, (200,)), torch.randint(1, 20, (200,))
-    adj = layers.bipartite_norm_adj(users, items, 30, 20)
-    op = layers.SparseOperator(adj, symmetric=True)
+    adj = graph.bipartite_norm_adj(users, items, 30, 20)
+    op = sparse.SparseOperator(adj, symmetric=True)
     x = torch.randn(50, 8, requires_grad=True)
     y = x.detach().clone().requires_grad_(True)
     out = op @ x
@@ -423,7 +427,7 @@ def test_sparse_operator_matches_torch_sparse_mm():
     ref.pow(2).sum().backward()
     assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(x.grad, y.grad, atol=1e-6)
     rect = torch.sparse_coo_tensor(torch.stack([users, items]), torch.rand(200), (30, 20)).coalesce()
-    rop = layers.SparseOperator(rect)
+    rop = sparse.SparseOperator(rect)
     z = torch.randn(20, 3, dtype=torch.float32, requires_grad=True)
     (rop @ z).sum().backward()
     assert torch.allclose(z.grad, rect.to_dense().T @ torch.ones(30, 3), atol=1e-5)
@@ -439,13 +443,13 @@ def test_blockwise_infonce_matches_dense_formula():
     f = torch.nn.functional.normalize
     cand = left @ right
     ref = (torch.logsumexp(f(a) @ f(cand).T / 0.2, 1) - (f(a) * f(p)).sum(1) / 0.2).sum()
-    assert torch.allclose(layers.info_nce(a, p, cand, 0.2), ref)
-    assert torch.allclose(layers.info_nce_lowrank(a, p, left, right, 0.2), ref)
-    assert torch.autograd.gradcheck(lambda *t: layers.info_nce_lowrank(*t, 0.2), (a, p, left, right))
+    assert torch.allclose(losses.info_nce(a, p, cand, 0.2), ref)
+    assert torch.allclose(losses.info_nce_lowrank(a, p, left, right, 0.2), ref)
+    assert torch.autograd.gradcheck(lambda *t: losses.info_nce_lowrank(*t, 0.2), (a, p, left, right))
     c = cand.detach().requires_grad_()
     w = torch.rand(9, dtype=torch.double) + 0.5
     for bounded, x, y in ((False, a, c), (True, f(a).detach().requires_grad_(), f(c).detach().requires_grad_())):
-        small = lambda x, y: layers.logsumexp_dot(x, y, 3.0, w, block_bytes=8 * 13 * 2, bounded=bounded)  # noqa: E731  (2-row blocks)
+        small = lambda x, y: losses.logsumexp_dot(x, y, 3.0, w, block_bytes=8 * 13 * 2, bounded=bounded)  # noqa: E731  (2-row blocks)
         assert torch.allclose(small(x, y), (torch.logsumexp(3.0 * x @ y.T, 1) * w).sum())
         assert torch.autograd.gradcheck(small, (x, y))  # the gradients computed in the same pass
 
@@ -455,7 +459,7 @@ def test_blockwise_logsumexp_value_under_no_grad():
     that require gradients."""
     a, c = torch.randn(50, 4, requires_grad=True), torch.randn(300, 4, requires_grad=True)
     with torch.no_grad():
-        value = layers.logsumexp_dot(a, c, 2.0, block_bytes=4 * 300 * 7)
+        value = losses.logsumexp_dot(a, c, 2.0, block_bytes=4 * 300 * 7)
     assert value.grad_fn is None
     assert torch.allclose(value, torch.logsumexp(2.0 * a @ c.T, 1).sum(), rtol=1e-5)
 
@@ -463,9 +467,9 @@ def test_blockwise_logsumexp_value_under_no_grad():
 def test_sample_without_replacement():
     torch.manual_seed(0)
     w = torch.rand(1000)
-    idx = layers.sample_without_replacement(w, 300)
+    idx = graph.sample_without_replacement(w, 300)
     assert idx.numel() == 300 and torch.unique(idx).numel() == 300
-    assert torch.equal(layers.sample_without_replacement(w, 2000), torch.arange(1000))
+    assert torch.equal(graph.sample_without_replacement(w, 2000), torch.arange(1000))
 
 
 @pytest.mark.parametrize("model", ["FREEDOM", "LGMRec"])

@@ -10,7 +10,7 @@ import pytest
 import recbole_recgoat.quick_start as qs
 from recbole_recgoat.benchmark import tuning
 from recbole_recgoat.benchmark.cli import main
-from recbole_recgoat.benchmark.spec import load_yaml
+from recbole_recgoat.config import load_yaml
 from recbole_recgoat.benchmark.store import Store, read_lines
 
 BUNDLED = Path(__file__).resolve().parents[1] / "recbole_recgoat" / "bundled" / "lastfm-2k"

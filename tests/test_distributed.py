@@ -4,8 +4,7 @@ import socket
 
 import pytest
 
-from recbole_recgoat.distributed import run_any
-from recbole_recgoat.quick_start import run
+from recbole_recgoat.quick_start import run, run_any
 
 
 def _free_port():

@@ -18,7 +18,8 @@ from recbole_recgoat.config import Config
 from recbole_recgoat.data.converters import convert_lattice_json, convert_mmrec, read_mmrec_inter
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.quick_start import load_data_and_model, prepare, run
-from recbole_recgoat.utils.registry import get_model, get_trainer
+from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.utils.registry import get_model
 
 LASTFM = BUNDLED / "lastfm-2k"
 
@@ -277,7 +278,7 @@ def test_run_recbole_cli_prints_table(capsys, fast):
 
 
 def test_checkpoint_reloads_for_evaluation(fast):
-    from recbole_recgoat.utils.registry import get_trainer as gt
+    from recbole_recgoat.trainer import get_trainer as gt
 
     result = run("LightGCN", config_dict=fast)
     assert os.path.isfile(result["checkpoint"])

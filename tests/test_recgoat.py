@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import BUNDLED
-from recbole_recgoat.model import layers as L
+from recbole_recgoat.model.layers import alignment
 from recbole_recgoat.quick_start import build_model, prepare, run
 
 LASTFM = BUNDLED / "lastfm-2k"
@@ -98,7 +98,7 @@ def test_cmcl_equals_lemma_formula():
         s = a[i] @ b.T / tau
         expected += -(s[i] - (s.max() + math.log(np.exp(s - s.max()).sum())))
     expected /= 37
-    assert abs(float(L.cmcl(zm, z, tau)) - expected) < 1e-5
+    assert abs(float(alignment.cmcl(zm, z, tau)) - expected) < 1e-5
 
 
 def test_lemma33_bound_holds_on_every_logged_batch(lfm):
@@ -131,7 +131,7 @@ def test_entropic_plan_marginals_and_no_underflow(scale):
     g = torch.Generator().manual_seed(1)
     z_m = torch.randn(500, 64, generator=g) * scale
     z_id = torch.randn(500, 64, generator=g) * scale
-    tmap = L.dimension_transport_map(z_m, z_id, eps=0.05)
+    tmap = alignment.dimension_transport_map(z_m, z_id, eps=0.05)
     plan = tmap / 64
     assert torch.allclose(plan.sum(1), torch.full((64,), 1 / 64), atol=1e-5)
     assert torch.allclose(plan.sum(0), torch.full((64,), 1 / 64), atol=1e-5)
@@ -148,8 +148,8 @@ def test_sinkhorn_w1_close_to_exact(n):
     g = torch.Generator().manual_seed(n)
     x = torch.randn(n, 16, generator=g)
     y = torch.randn(n, 16, generator=g) + 0.5
-    approx = float(L.sinkhorn_w1(x, y, eps=0.05, n_iter=500))
-    exact = L.exact_w1(x, y)
+    approx = float(alignment.sinkhorn_w1(x, y, eps=0.05, n_iter=500))
+    exact = alignment.exact_w1(x, y)
     assert exact > 0.1
     assert abs(approx - exact) < 0.05
     assert approx >= exact - 1e-4  # <P_eps, C> is never below the optimal cost
@@ -158,7 +158,7 @@ def test_sinkhorn_w1_close_to_exact(n):
 def test_sinkhorn_w1_is_differentiable():
     x = torch.randn(20, 8, requires_grad=True)
     y = torch.randn(20, 8)
-    L.sinkhorn_w1(x, y).backward()
+    alignment.sinkhorn_w1(x, y).backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
@@ -246,7 +246,7 @@ def test_ablation_transport_map(lfm):
     assert p_off["t_m"]["text"] is p_off["z_m"]["text"]
     assert not torch.allclose(p_on["t_m"]["text"], p_on["z_m"]["text"])
     # with the residual at zero, T_m = Z^m (d P*): a row-stochastic mixing of Z^m's dimensions
-    plan = L.dimension_transport_map(p_on["z_m"]["text"], p_on["z_cf_i"], on.plan_eps, on.ot_iters)
+    plan = alignment.dimension_transport_map(p_on["z_m"]["text"], p_on["z_cf_i"], on.plan_eps, on.ot_iters)
     assert torch.allclose(p_on["t_m"]["text"], p_on["z_m"]["text"] @ plan, atol=1e-5)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import BUNDLED
-from recbole_recgoat.model import layers as L
+from recbole_recgoat.model.layers import attention, knn
 from recbole_recgoat.quick_start import build_model, prepare
 
 LASTFM = BUNDLED / "lastfm-2k"
@@ -23,8 +23,8 @@ def test_lightgcn_vectorised_adjacency_is_recboles():
 def test_exact_knn_is_blockwise_and_independent_of_block_size():
     x = torch.from_numpy(np.load(LASTFM / "text_feat.npy"))
     valid = torch.ones(len(x), dtype=torch.bool)
-    a, sa = L.knn_neighbours(x, 10, valid, method="exact")
-    b, sb = L.knn_neighbours(x, 10, valid, method="exact", max_block_bytes=4 * len(x) * 7)  # 7 rows a block
+    a, sa = knn.knn_neighbours(x, 10, valid, method="exact")
+    b, sb = knn.knn_neighbours(x, 10, valid, method="exact", max_block_bytes=4 * len(x) * 7)  # 7 rows a block
     assert torch.equal(a, b) and torch.allclose(sa, sb, atol=1e-6)
 
 
@@ -35,8 +35,8 @@ def test_faiss_knn_recall_is_measured_and_high(include_self):
     valid = torch.ones(len(x), dtype=torch.bool)
     valid[5] = False
     stats = {}
-    approx, _ = L.knn_neighbours(x, 10, valid, include_self=include_self, method="faiss", nprobe=8, stats=stats)
-    exact, _ = L.knn_neighbours(x, 10, valid, include_self=include_self, method="exact")
+    approx, _ = knn.knn_neighbours(x, 10, valid, include_self=include_self, method="faiss", nprobe=8, stats=stats)
+    exact, _ = knn.knn_neighbours(x, 10, valid, include_self=include_self, method="exact")
     assert stats["method"] == "faiss" and 0.9 <= stats["recall_at_k"] <= 1.0
     got, ref = set(map(tuple, approx.T.tolist())), set(map(tuple, exact.T.tolist()))
     overall = len(got & ref) / len(ref)
@@ -49,10 +49,10 @@ def test_auto_knn_switches_to_faiss_above_the_threshold(monkeypatch):
     pytest.importorskip("faiss")
     x = torch.from_numpy(np.load(LASTFM / "audio_feat.npy")).float()
     stats = {}
-    L.knn_neighbours(x, 5, method="auto", stats=stats)
+    knn.knn_neighbours(x, 5, method="auto", stats=stats)
     assert stats["method"] == "exact"
-    monkeypatch.setattr(L, "KNN_EXACT_MAX_NODES", 1000)
-    L.knn_neighbours(x, 5, method="auto", stats=stats)
+    monkeypatch.setattr(knn, "KNN_EXACT_MAX_NODES", 1000)
+    knn.knn_neighbours(x, 5, method="auto", stats=stats)
     assert stats["method"] == "faiss" and "recall_at_k" in stats
 
 
@@ -74,9 +74,9 @@ def test_eval_batches_are_capped_by_the_catalogue():
 def test_chunked_attention_equals_whole_graph_attention():
     """GAT in checkpointed chunks of edges gives the whole-graph output and gradients."""
     torch.manual_seed(0)
-    gat = L.GATEncoder(16, n_layers=1, heads=4, dropout=0.0)
+    gat = attention.GATEncoder(16, n_layers=1, heads=4, dropout=0.0)
     x = torch.randn(300, 16, requires_grad=True)
-    edges = L.knn_graph(torch.randn(300, 8), 6, symmetric=True, self_loops=True)
+    edges = knn.knn_graph(torch.randn(300, 8), 6, symmetric=True, self_loops=True)
     targets = torch.tensor([299, 3, 150, 7, 8, 9, 100, 42])
     full = gat(x, edges)
     for tg in (None, targets):

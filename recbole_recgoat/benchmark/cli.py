@@ -83,7 +83,7 @@ def build_parser():
 
 # -- configuration merging --------------------------------------------------------------------------
 def load_bench_yaml(path):
-    from recbole_recgoat.benchmark.spec import load_yaml
+    from recbole_recgoat.config import load_yaml
 
     if path is None:
         return {}
@@ -112,7 +112,7 @@ def _listify(x):
 
 
 def _variants(args, doc):
-    from recbole_recgoat.benchmark.spec import load_yaml
+    from recbole_recgoat.config import load_yaml
 
     variants = dict(doc.get("variants") or {})
     path = getattr(args, "variants", None)

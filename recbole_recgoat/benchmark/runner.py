@@ -132,11 +132,11 @@ def import_ray():
 
 def _execute_ray(tasks, store, jobs, threads, address, fn, on_result):
     ray = import_ray()
-    import recbole_recgoat
+    from recbole_recgoat.paths import PACKAGE_DIR
 
     started_here = False
     if not ray.is_initialized():
-        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(recbole_recgoat.__file__)))
+        pkg_parent = str(PACKAGE_DIR.parent)
         env = {"PYTHONPATH": os.pathsep.join(p for p in [pkg_parent, os.environ.get("PYTHONPATH", "")] if p)}
         kwargs = {"include_dashboard": False, "runtime_env": {"env_vars": env}, "log_to_driver": True}
         if address:

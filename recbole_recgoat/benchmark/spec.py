@@ -18,16 +18,12 @@ overrides (what ``--key=value`` is on ``run_recbole.py``) plus the cell's ``seed
 ``checkpoint_dir``.
 """
 
-import ast
-import hashlib
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-
+from recbole_recgoat.config import Config, convert_value
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.utils.io import file_sha256, json_sha256
 
 BASE_SEED = 999
 DEFAULT_DATASET = "lastfm-2k"
@@ -38,56 +34,9 @@ NON_RESULT_KEYS = frozenset({
 })
 
 
-class _Loader(yaml.SafeLoader):
-    """yaml SafeLoader that reads ``1e-05`` as a float (as RecBole's loader does)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:
-         [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(path):
-    """A yaml file as python objects (``1e-05`` is a float); ``{}`` for an empty file."""
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            content = yaml.load(f, Loader=_Loader)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file; expected a yaml file") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid yaml ({exc.__class__.__name__})") from None
-    return content if content is not None else {}
-
-
-def convert_value(text):
-    """A ``--set key=value`` string to a python value (RecBole's rule, without ``eval``)."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        low = text.lower()
-        if low == "true":
-            return True
-        if low == "false":
-            return False
-        if low in ("none", "null", "~"):
-            return None
-        return text
-
-
 def parse_set(pairs):
-    """``['lr=0.1', 'epochs=5']`` -> ``{'lr': 0.1, 'epochs': 5}``."""
+    """``['lr=0.1', 'epochs=5']`` -> ``{'lr': 0.1, 'epochs': 5}`` (values converted as the Config
+    converts ``run_recbole.py``'s ``--key=value``)."""
     out = {}
     for pair in pairs or []:
         if "=" not in pair or not pair.split("=", 1)[0].strip():
@@ -121,13 +70,13 @@ def canonical_model(name):
 
 
 def file_digest(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """16 hex of the sha256 of a file's bytes (config files in cell keys)."""
+    return file_sha256(path)[:16]
 
 
 def short_hash(obj, n=16):
-    from recbole_recgoat.benchmark.store import canonical_json
-
-    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:n]
+    """``n`` hex of the sha256 of ``obj``'s canonical JSON (cell, setting and trial keys)."""
+    return json_sha256(obj)[:n]
 
 
 @dataclass
@@ -137,10 +86,6 @@ class Entry:
     name: str
     model: str
     overrides: dict = field(default_factory=dict)
-
-    @property
-    def is_variant(self):
-        return self.name != self.model or bool(self.overrides)
 
 
 @dataclass
@@ -231,8 +176,6 @@ def build_entries(models, variants=None):
 
 def known_config_keys(model, dataset=DEFAULT_DATASET):
     """Every key of ``model``'s final config (RecBole's and the plugin's defaults) on ``dataset``."""
-    from recbole_recgoat.config import Config
-
     return set(Config(model, dataset).final_config_dict)
 
 

@@ -22,57 +22,17 @@ points to a missing file.
 """
 
 import fcntl
-import hashlib
 import json
 import os
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from recbole_recgoat.utils.io import atomic_write, json_sha256
+
 RECORDS = "records.jsonl"
 SCHEMA = 1
-
-
-def canonical_json(obj):
-    """Deterministic compact JSON (sorted keys) used for checksums and keys."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
-
-
-def checksum(obj):
-    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def append_line(path, obj):
@@ -84,7 +44,7 @@ def append_line(path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)
     body = dict(obj)
     body.pop("checksum", None)
-    body["checksum"] = checksum(body)
+    body["checksum"] = json_sha256(body)
     line = (json.dumps(body, sort_keys=True, default=str) + "\n").encode("utf-8")
     fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -133,7 +93,7 @@ def read_lines(path):
                 continue
             body = dict(obj)
             want = body.pop("checksum")
-            if checksum(body) != want:
+            if json_sha256(body) != want:
                 stats["torn"] += 1
                 continue
             out.append(body)
@@ -206,7 +166,7 @@ class Store:
 
             buf = io.BytesIO()
             np.savez_compressed(buf, **{k: np.asarray(v) for k, v in per_user.items()})
-            atomic_write_bytes(path, buf.getvalue())
+            atomic_write(path, buf.getvalue())
             record["per_user_file"] = os.path.relpath(path, self.root)
         else:
             record["per_user_file"] = None

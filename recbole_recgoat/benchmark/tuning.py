@@ -17,9 +17,9 @@ RecBole's ``HyperTuning`` stops after 10 trials without progress; here that is s
 would give models unequal budgets).  The search is seeded (``HYPEROPT_FMIN_SEED`` = the tuning
 seed), and each trial trains with that seed.
 
-Selection reads the VALIDATION split only.  A trial is the code path of ``quick_start.run`` up to
-and including ``trainer.fit`` on the training and validation loaders (early stopping on the
-validation metric); the test loader that ``prepare`` builds is dropped unread and nothing is
+Selection reads the VALIDATION split only.  A trial is ``quick_start.run`` itself with
+``test=False``: ``trainer.fit`` on the training and validation loaders (early stopping on the
+validation metric); the test loader that ``prepare`` builds is never read and nothing is
 evaluated on it.  The chosen parameters, the budget and every trial (validation results only)
 go to ``<store>/tuned/<model>-<dataset>.yaml``; ``run --use-tuned`` reads them.  Trials are also
 appended to ``<store>/tuning/<model>-<dataset>-<tune_key>.jsonl`` as they finish, so a killed
@@ -34,9 +34,11 @@ from pathlib import Path
 
 import yaml
 
-from recbole_recgoat.benchmark.spec import file_digest, load_yaml, short_hash
-from recbole_recgoat.benchmark.store import append_line, atomic_write_bytes, read_lines
+from recbole_recgoat.benchmark.spec import file_digest, short_hash
+from recbole_recgoat.benchmark.store import append_line, read_lines
+from recbole_recgoat.config import load_yaml
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.utils.io import atomic_write
 
 ALGOS = ("exhaustive", "random", "bayes")
 
@@ -113,28 +115,22 @@ def _trial_objective(task, store, trials, values):
     cmd_args = dict(task.overrides)
     cmd_args["seed"] = task.seed
     cmd_args["checkpoint_dir"] = str(store.root / "tuning" / "checkpoints" / task.key)
-    config, _ds, train_data, valid_data, test_data, _log = quick_start.prepare(
-        task.model, task.dataset, task.config_files or None, dict(values), cmd_args
-    )
-    del test_data  # selection on validation only: the test loader is never touched
-    model = quick_start.build_model(config, train_data)
-    trainer = quick_start.get_trainer(config.model_class)(config, model)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=False, show_progress=config["show_progress"], verbose=False
-    )
+    # selection on validation only: test=False never reads the test loader
+    result = quick_start.run(task.model, task.dataset, task.config_files or None, dict(values), cmd_args,
+                             saved=False, verbose=False, test=False)
     trial = {
         "trial_key": trial_key,
         "tune_key": task.key,
         "model": task.model,
         "dataset": task.dataset,
         "params": values,
-        "valid_metric": str(config["valid_metric"]).lower(),
-        "valid_score_bigger": bool(config["valid_metric_bigger"]),
-        "best_valid_score": float(best_valid_score),
-        "best_valid_result": {k: float(v) for k, v in (best_valid_result or {}).items()},
-        "best_epoch": trainer.best_epoch,
-        "epochs_run": len(trainer.epoch_times),
-        "train_time_s": float(sum(trainer.epoch_times)),
+        "valid_metric": str(result["valid_metric"]).lower(),
+        "valid_score_bigger": bool(result["config"]["valid_metric_bigger"]),
+        "best_valid_score": result["best_valid_score"],
+        "best_valid_result": result["best_valid_result"],
+        "best_epoch": result["best_epoch"],
+        "epochs_run": result["epochs_run"],
+        "train_time_s": float(result["train_time_s"]),
     }
     append_line(store.trials_path(task.model, task.dataset, task.key), trial)
     trials.append(trial)
@@ -145,7 +141,7 @@ def tune_job(task, store_root, threads=None):
     """Run one search; returns ``{'key', 'tuned', 'error'}`` (``tuned`` is what was written)."""
     import traceback
 
-    import recbole_recgoat  # noqa: F401
+    from recbole_recgoat import compat  # noqa: F401  (shims before recbole, in a fresh process)
     from recbole_recgoat.benchmark.store import Store
 
     if isinstance(task, dict):
@@ -234,7 +230,7 @@ def run_search(task, store):
         best = select_best(evaluated)
         doc = _document(task, best["params"], best, evaluated)
     text = _header(task) + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"))
     print(f"{task.describe()}: chose {doc['params']} ({path})", flush=True)
     return doc
 

@@ -13,18 +13,15 @@ existing file is never overwritten (every target is checked before anything is w
 import argparse
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pandas as pd
 
-from recbole_recgoat.data.features import load_matrix
+from recbole_recgoat.data.feature_files import load_matrix
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.utils.io import atomic_write, copy_from
 
 SPLITS = ("train", "valid", "test")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 _OPTIONAL_COLUMNS = {"rating": "rating:float", "timestamp": "timestamp:float"}
 
 
@@ -35,39 +32,22 @@ def _atomic_inter_text(frame):
     return "\t".join(header) + "\n" + body
 
 
-def _write_all(targets, force=False):
+def write_files(targets, force=False):
     """Write ``{path: bytes | source file}`` safely; returns the paths written or left as they were.
 
     Every existing target is compared first; a different one raises (unless ``force``) before any
-    file is touched.  Each file is written to a temporary name and renamed into place.
+    file is touched.  Each file is written atomically (:func:`recbole_recgoat.utils.io.atomic_write`).
     """
     for path, content in targets.items():
-        if os.path.exists(path) and not force:
-            same = _same_content(path, content)
-            if not same:
-                raise InputError(
-                    f"{path}: exists with different content; refusing to overwrite another dataset "
-                    "(remove it, pick another --name / --out, or pass --force)"
-                )
+        if os.path.exists(path) and not force and not _same_content(path, content):
+            raise InputError(
+                f"{path}: exists with different content; refusing to overwrite another dataset "
+                "(remove it, pick another --name / --out, or pass --force)"
+            )
     written = []
     for path, content in targets.items():
-        if os.path.exists(path) and _same_content(path, content):
-            written.append(path)
-            continue
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-        os.close(fd)
-        try:
-            if isinstance(content, bytes):
-                with open(tmp, "wb") as f:
-                    f.write(content)
-            else:
-                shutil.copyfile(content, tmp)
-            os.chmod(tmp, 0o666 & ~_UMASK)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        if not (os.path.exists(path) and _same_content(path, content)):
+            atomic_write(path, content if isinstance(content, bytes) else copy_from(content))
         written.append(path)
     return written
 
@@ -138,7 +118,7 @@ def write_benchmark_files(splits, out_dir, name, feature_files=None, force=False
         for split in SPLITS
     }
     targets.update(_feature_targets(feature_files, out_dir))
-    return _write_all(targets, force=force)
+    return write_files(targets, force=force)
 
 
 def convert_mmrec(inter_file, out_dir, name, feature_files=None, force=False):

@@ -19,8 +19,9 @@ from collections import OrderedDict
 
 import torch
 from recbole.data.dataset import Dataset
+from recbole.utils import init_seed
 
-from recbole_recgoat.data.features import align_to_internal_ids, load_matrix, resolve_feature_path
+from recbole_recgoat.data.feature_files import align_to_internal_ids, load_matrix, resolve_feature_path
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import BUNDLED_DATA_DIR
 
@@ -90,3 +91,13 @@ class MultiModalDataset(Dataset):
         if self.user_features is not None:
             info.append(f"user feature: {tuple(self.user_features.shape)} from {self.feature_files['user']}")
         return "\n".join(info)
+
+
+def training_split(config):
+    """``(dataset, train)``: the dataset of ``config`` and its TRAINING split (a RecBole Dataset), as a
+    run splits it: seeded with the run's seed, then RecBole's ``build`` (the published split with
+    ``benchmark_filename``, else RecBole's seeded random split) - without dataloaders or a model."""
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = MultiModalDataset(config)
+    train, _, _ = dataset.build()
+    return dataset, train

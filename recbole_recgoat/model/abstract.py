@@ -1,7 +1,10 @@
-"""Base class of the plugin's multimodal models."""
+"""Base class of the plugin's multimodal models, and how they read their config.
+
+Config keys are read as ``config[key]``: every default lives in yaml (``properties/overall.yaml``
+for the keys all models share, ``properties/model/<Model>.yaml`` for a model's own), none in code.
+"""
 
 import os
-from collections import OrderedDict
 from logging import getLogger
 
 import torch
@@ -9,14 +12,17 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.layers import SparseOperator, bipartite_norm_adj, cached_knn_graph, rows, training_edges
-from recbole_recgoat.trainer import MultiModalTrainer
+from recbole_recgoat.model.layers.graph import BufferDict, bipartite_norm_adj, rows, training_edges
+from recbole_recgoat.model.layers.knn import cached_knn_graph
+from recbole_recgoat.model.layers.sparse import SparseOperator
 
 
-def config_value(config, key, default):
-    """``config[key]``, or ``default`` when the key is absent or null."""
-    value = config[key]
-    return default if value is None else value
+def config_choice(config, key, allowed):
+    """``config[key]`` as a lower-case string, or a one-line error unless it is one of ``allowed``."""
+    value = str(config[key]).lower()
+    if value not in allowed:
+        raise InputError(f"{key}: {config[key]!r}; expected one of {', '.join(allowed)}")
+    return value
 
 
 class MultiModalRecommender(GeneralRecommender):
@@ -24,13 +30,16 @@ class MultiModalRecommender(GeneralRecommender):
 
     Attributes set here (all built from the TRAINING split the model is given):
 
-    * ``item_feats``: ``{modality: FloatTensor [n_items, f_m]}`` on the model's device (frozen).
+    * ``item_feats``: ``{modality: FloatTensor [n_items, f_m]}`` (frozen).
     * ``user_feats``: ``FloatTensor [n_users, f_u]`` or ``None``.
     * ``modalities``: modality names, in the dataset's order.
     * ``train_users``, ``train_items``: ``LongTensor [E]``, the distinct training pairs.
     * ``norm_adj``: sparse ``[n_users + n_items]^2`` symmetric-normalised bipartite adjacency, and
-      ``adj_op``, the same as a :class:`~recbole_recgoat.model.layers.SparseOperator` (fast CSR
-      products forwards and backwards) for propagation.
+      ``adj_op``, the same as a :class:`~recbole_recgoat.model.layers.sparse.SparseOperator` (fast
+      CSR products forwards and backwards) for propagation.
+
+    Data tensors and graphs are buffers (``persistent=False``: rebuilt from the data, not saved in
+    checkpoints), so ``model.to(device)`` moves them with the parameters.
 
     Subclasses may define ``pre_epoch_processing()`` (called before every training epoch) and
     ``epoch_diagnostics() -> dict`` (logged after every training epoch).
@@ -43,7 +52,6 @@ class MultiModalRecommender(GeneralRecommender):
 
     input_type = InputType.PAIRWISE
     uses_features = True
-    trainer_class = MultiModalTrainer
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -54,24 +62,30 @@ class MultiModalRecommender(GeneralRecommender):
                 f"'{config['dataset']}' declares none (or load_features is false); expected modality: file.npy"
             )
         self.modalities = list(features)
-        self.item_feats = OrderedDict((m, f.to(self.device)) for m, f in features.items())
+        self.item_feats = BufferDict({m: f.to(self.device) for m, f in features.items()})
         uf = getattr(dataset, "user_features", None)
-        self.user_feats = uf.to(self.device) if uf is not None else None
-        self.train_users, self.train_items = training_edges(dataset)
-        self.norm_adj = bipartite_norm_adj(self.train_users, self.train_items, self.n_users, self.n_items).to(self.device)
-        self.adj_op = SparseOperator(self.norm_adj, symmetric=True)
-        self.graph_cache_dir = config["graph_cache_dir"] if "graph_cache_dir" in config else None
-        self.knn_method = config["knn_method"] or "auto"
-        self.knn_nprobe = config["knn_nprobe"] or 32
+        self.register_buffer("user_feats", uf.to(self.device) if uf is not None else None, persistent=False)
+        users, items = training_edges(dataset)
+        norm_adj = bipartite_norm_adj(users, items, self.n_users, self.n_items).to(self.device)
+        self.register_buffer("train_users", users.to(self.device), persistent=False)
+        self.register_buffer("train_items", items.to(self.device), persistent=False)
+        self.adj_op = SparseOperator(norm_adj, symmetric=True)
+        self.graph_cache_dir = config["graph_cache_dir"]
+        self.knn_method = config["knn_method"]
+        self.knn_nprobe = config["knn_nprobe"]
         self.graph_stats = {}
         self._cache = None
         self.dataset_name = config["dataset"]
 
+    @property
+    def norm_adj(self):
+        """The normalised bipartite adjacency, sparse COO ``[n_users + n_items]^2`` (``adj_op``'s)."""
+        return self.adj_op.coo
+
     def matched_embedding_sizes(self, config, why):
-        """``(embedding_size, feat_embed_dim)`` (defaults 64 and the embedding size), with a one-line
-        error unless they are equal; ``why`` says what the model does that needs them equal."""
-        embedding_size = int(config_value(config, "embedding_size", 64))
-        feat_embed_dim = int(config_value(config, "feat_embed_dim", embedding_size))
+        """``(embedding_size, feat_embed_dim)``, with a one-line error unless they are equal; ``why``
+        says what the model does that needs them equal."""
+        embedding_size, feat_embed_dim = int(config["embedding_size"]), int(config["feat_embed_dim"])
         if feat_embed_dim != embedding_size:
             raise InputError(f"feat_embed_dim: {feat_embed_dim}; expected embedding_size ({embedding_size}): {why}")
         return embedding_size, feat_embed_dim
@@ -125,7 +139,7 @@ class MultiModalRecommender(GeneralRecommender):
         return mask
 
     def knn_graph(self, x, k, valid, tag, **kwargs):
-        """Cached kNN edge list over rows of ``x`` (see :func:`~recbole_recgoat.model.layers.cached_knn_graph`);
+        """Cached kNN edge list over rows of ``x`` (see :func:`~recbole_recgoat.model.layers.knn.cached_knn_graph`);
         ``knn_method`` / ``knn_nprobe`` from the config; the build (method, time, and recall
         against exact search when approximate) is logged."""
         cache = os.path.join(self.graph_cache_dir, self.dataset_name) if self.graph_cache_dir else None

@@ -28,10 +28,11 @@ loss reads only ``USER_ID`` and ``ITEM_ID``.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
-from recbole_recgoat.model.abstract import MultiModalRecommender, config_value
-from recbole_recgoat.model.layers import embedding_norm_loss, propagate
+from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.layers.sparse import propagate
 
 
 def _cos_loss(a, b):
@@ -50,11 +51,12 @@ class BM3(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size = d = int(config_value(config, "embedding_size", 64))
-        self.n_layers = int(config_value(config, "n_layers", 1))
-        self.dropout = float(config_value(config, "dropout", 0.5))
-        self.reg_weight = float(config_value(config, "reg_weight", 0.1))
-        self.cl_weight = float(config_value(config, "cl_weight", 2.0))
+        self.embedding_size = d = int(config["embedding_size"])
+        self.n_layers = int(config["n_layers"])
+        self.dropout = float(config["dropout"])
+        self.reg_weight = float(config["reg_weight"])
+        self.cl_weight = float(config["cl_weight"])
+        self.emb_loss = EmbLoss()
 
         self.user_embedding = nn.Embedding(self.n_users, d)
         self.item_id_embedding = nn.Embedding(self.n_items, d)
@@ -64,7 +66,7 @@ class BM3(MultiModalRecommender):
         nn.init.xavier_normal_(self.predictor.weight)
 
         # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
-        self.finetune_features = bool(config_value(config, "finetune_features", True))
+        self.finetune_features = bool(config["finetune_features"])
         self.feature_tables = nn.ParameterDict()
         self.feature_proj = nn.ModuleDict()
         for m, f in self.item_feats.items():
@@ -105,7 +107,7 @@ class BM3(MultiModalRecommender):
                 m_target = F.dropout(h_m.detach(), self.dropout)[inverse]
             m_pred = self.predictor(h_m)[inverse]
             align = align + _cos_loss(m_pred, i_target) + _cos_loss(m_pred, m_target)
-        reg = embedding_norm_loss(u_online_all, i_online_all)
+        reg = self.emb_loss(u_online_all, i_online_all)
         return loss + self.reg_weight * reg + self.cl_weight * align
 
     # -- inference -------------------------------------------------------------------------

@@ -36,17 +36,16 @@ import torch.nn as nn
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender, config_value
-from recbole_recgoat.model.layers import (
-    SparseOperator,
+from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.layers.graph import (
     bipartite_norm_adj,
-    bpr_loss,
     gather_rows,
     normalized_graph,
-    propagate,
     sample_without_replacement,
     weighted_sparse_sum,
 )
+from recbole_recgoat.model.layers.losses import bpr_loss
+from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 
 def modality_mix_weights(modalities, image_weight=0.1, text_modality="text", explicit=None):
@@ -94,19 +93,16 @@ class FREEDOM(MultiModalRecommender):
         self.embedding_size, self.feat_embed_dim = self.matched_embedding_sizes(
             config, "FREEDOM scores projected features against user embeddings"
         )
-        self.knn_k = int(config_value(config, "knn_k", 10))
-        self.n_mm_layers = int(config_value(config, "n_mm_layers", 1))
-        self.n_ui_layers = int(config_value(config, "n_ui_layers", 2))
-        self.dropout = float(config_value(config, "dropout", 0.8))
+        self.knn_k = int(config["knn_k"])
+        self.n_mm_layers = int(config["n_mm_layers"])
+        self.n_ui_layers = int(config["n_ui_layers"])
+        self.dropout = float(config["dropout"])
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"dropout: {self.dropout}; expected the fraction of training edges pruned, in [0, 1)")
-        self.reg_weight = float(config_value(config, "reg_weight", 0.0))
-        self.knn_symmetric = bool(config_value(config, "knn_symmetric", True))
+        self.reg_weight = float(config["reg_weight"])
+        self.knn_symmetric = bool(config["knn_symmetric"])
         self.mix_weights = modality_mix_weights(
-            self.modalities,
-            float(config_value(config, "mm_image_weight", 0.1)),
-            str(config_value(config, "text_modality", "text")),
-            config["modality_weights"],
+            self.modalities, float(config["mm_image_weight"]), str(config["text_modality"]), config["modality_weights"]
         )
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
@@ -115,7 +111,7 @@ class FREEDOM(MultiModalRecommender):
         nn.init.xavier_uniform_(self.item_id_embedding.weight)
 
         # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
-        self.finetune_features = bool(config_value(config, "finetune_features", True))
+        self.finetune_features = bool(config["finetune_features"])
         self.feature_tables = nn.ParameterDict(
             {m: nn.Parameter(f.clone()) for m, f in self.item_feats.items()} if self.finetune_features else {}
         )
@@ -124,18 +120,34 @@ class FREEDOM(MultiModalRecommender):
         )
 
         # frozen item-item graph, [n_items, n_items] sparse (COO kept for inspection, CSR to compute)
-        self.mm_adj = self.build_item_graph()
-        self.mm_op = SparseOperator(self.mm_adj, symmetric=self.knn_symmetric)
+        self.mm_op = SparseOperator(self.build_item_graph(), symmetric=self.knn_symmetric)
 
         # degree-sensitive pruning: sampling weight 1/sqrt(d_u d_i) of every training edge
-        self.edge_users = self.train_users.to(self.device)
-        self.edge_items = self.train_items.to(self.device)
         du = torch.bincount(self.edge_users, minlength=self.n_users).float()
         di = torch.bincount(self.edge_items, minlength=self.n_items).float()
-        self.edge_weights = (du[self.edge_users] * di[self.edge_items]).rsqrt()  # [E]
-        self.masked_adj = None  # sparse COO of the current epoch's pruned graph
-        self.masked_op = None
-        self.kept_edges = None  # [E'] indices of the edges of the current epoch's graph
+        self.register_buffer("edge_weights", (du[self.edge_users] * di[self.edge_items]).rsqrt(), persistent=False)  # [E]
+        self.masked_op = None  # the current epoch's pruned graph (a SparseOperator)
+        self.register_buffer("kept_edges", None, persistent=False)  # [E'] edges of the current epoch's graph
+
+    @property
+    def edge_users(self):
+        """``[E]`` users of the training edges (the edges pruning samples from)."""
+        return self.train_users
+
+    @property
+    def edge_items(self):
+        """``[E]`` items of the training edges."""
+        return self.train_items
+
+    @property
+    def mm_adj(self):
+        """The frozen item-item graph ``S``, sparse COO ``[n_items, n_items]``."""
+        return self.mm_op.coo
+
+    @property
+    def masked_adj(self):
+        """The current epoch's pruned user-item graph, sparse COO (None before the first epoch)."""
+        return None if self.masked_op is None else self.masked_op.coo
 
     def feature_table(self, modality):
         """``[n_items, F_m]``: the fine-tuned table (``finetune_features``) or the frozen features."""
@@ -165,13 +177,13 @@ class FREEDOM(MultiModalRecommender):
         self.invalidate()
         if self.dropout <= 0.0:
             self.kept_edges = torch.arange(self.edge_weights.numel(), device=self.device)
-            self.masked_adj, self.masked_op = self.norm_adj, self.adj_op
+            self.masked_op = self.adj_op
             return
         self.kept_edges = self.prune_edges()
-        self.masked_adj = bipartite_norm_adj(
+        masked_adj = bipartite_norm_adj(
             self.edge_users[self.kept_edges], self.edge_items[self.kept_edges], self.n_users, self.n_items
         ).to(self.device)
-        self.masked_op = SparseOperator(self.masked_adj, symmetric=True)
+        self.masked_op = SparseOperator(masked_adj, symmetric=True)
 
     def epoch_diagnostics(self):
         if self.kept_edges is None:

@@ -37,19 +37,14 @@ import itertools
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender, config_value
-from recbole_recgoat.model.layers import (
-    SparseOperator,
-    bpr_loss,
-    embedding_norm_loss,
-    info_nce,
-    info_nce_lowrank,
-    propagate,
-    sparse_from_edges,
-)
+from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
+from recbole_recgoat.model.layers.graph import sparse_from_edges
+from recbole_recgoat.model.layers.losses import bpr_loss, info_nce, info_nce_lowrank
+from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 MISSING_MODALITY_MODES = ("use_available", "cf_only")
 
@@ -70,25 +65,21 @@ class LGMRec(MultiModalRecommender):
         self.embedding_size, self.feat_embed_dim = self.matched_embedding_sizes(
             config, "LGMRec adds modality and collaborative embeddings"
         )
-        self.n_ui_layers = int(config_value(config, "n_ui_layers", 2))
-        self.n_mm_layers = int(config_value(config, "n_mm_layers", 2))
-        self.n_hyper_layer = int(config_value(config, "n_hyper_layer", 1))
+        self.n_ui_layers = int(config["n_ui_layers"])
+        self.n_mm_layers = int(config["n_mm_layers"])
+        self.n_hyper_layer = int(config["n_hyper_layer"])
         if self.n_hyper_layer < 1:
             raise InputError(f"n_hyper_layer: {self.n_hyper_layer}; expected at least 1 hypergraph pass")
-        self.hyper_num = int(config_value(config, "hyper_num", 4))
-        self.keep_rate = float(config_value(config, "keep_rate", 0.5))
+        self.hyper_num = int(config["hyper_num"])
+        self.keep_rate = float(config["keep_rate"])
         if not 0.0 < self.keep_rate <= 1.0:
             raise InputError(f"keep_rate: {self.keep_rate}; expected a probability in (0, 1]")
-        self.alpha = float(config_value(config, "alpha", 0.3))
-        self.cl_weight = float(config_value(config, "cl_weight", 1e-4))
-        self.reg_weight = float(config_value(config, "reg_weight", 1e-6))
-        self.tau = float(config_value(config, "tau", 0.2))
-        self.gumbel_at_inference = bool(config_value(config, "lgmrec_gumbel_at_inference", False))
-        self.missing_modality = str(config_value(config, "lgmrec_missing_modality", "use_available"))
-        if self.missing_modality not in MISSING_MODALITY_MODES:
-            raise InputError(
-                f"lgmrec_missing_modality: {self.missing_modality!r}; expected one of {', '.join(MISSING_MODALITY_MODES)}"
-            )
+        self.alpha = float(config["alpha"])
+        self.cl_weight = float(config["cl_weight"])
+        self.reg_weight = float(config["reg_weight"])
+        self.tau = float(config["tau"])
+        self.gumbel_at_inference = bool(config["lgmrec_gumbel_at_inference"])
+        self.missing_modality = config_choice(config, "lgmrec_missing_modality", MISSING_MODALITY_MODES)
         # the reference's intended fallback when not every modality is present: CGE only
         self.use_modalities = not (self.missing_modality == "cf_only" and len(self.modalities) < 2)
 
@@ -103,13 +94,17 @@ class LGMRec(MultiModalRecommender):
             self.item_trs[m] = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(f.shape[1], self.feat_embed_dim)))
             self.hyper[m] = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(f.shape[1], self.hyper_num)))
 
-        users = self.train_users.to(self.device)
-        items = self.train_items.to(self.device)
+        users, items = self.train_users, self.train_items
         ones = torch.ones(users.numel(), device=self.device)
-        self.R = sparse_from_edges(users, items, ones, (self.n_users, self.n_items)).to(self.device)  # binary
-        self.R_op = SparseOperator(self.R)
+        self.R_op = SparseOperator(sparse_from_edges(users, items, ones, (self.n_users, self.n_items)))  # binary R
         deg = torch.bincount(users, minlength=self.n_users).float()
-        self.inv_user_deg = (1.0 / (deg + 1e-7)).unsqueeze(1)  # [n_users, 1]
+        self.register_buffer("inv_user_deg", (1.0 / (deg + 1e-7)).unsqueeze(1), persistent=False)  # [n_users, 1]
+        self.emb_loss = EmbLoss()
+
+    @property
+    def R(self):
+        """The binary training matrix, sparse COO ``[n_users, n_items]``."""
+        return self.R_op.coo
 
     # -- parts -----------------------------------------------------------------------------
     def cge(self):
@@ -117,28 +112,10 @@ class LGMRec(MultiModalRecommender):
         ego = torch.cat([self.user_embedding.weight, self.item_id_embedding.weight], dim=0)
         return propagate(self.adj_op, ego, self.n_ui_layers)
 
-    def mge(self, modality):
-        """Modality graph embedding ``[n_users + n_items, d]`` of one modality (last of ``n_mm_layers``
-        propagations); :meth:`forward` computes all modalities at once, identically."""
-        item_x = self.item_feats[modality] @ self.item_trs[modality]  # [n_items, d]
-        user_x = (self.R_op @ item_x) * self.inv_user_deg  # mean over the user's items
-        return propagate(self.adj_op, torch.cat([user_x, item_x], dim=0), self.n_mm_layers, mean=False)
-
-    def incidence(self, modality, noisy=None):
-        """Item and user hyperedge incidences ``([n_items, H], [n_users, H])``, rows summing to 1.
-
-        ``noisy``: Gumbel-softmax (training, or inference with the reference switch) or the plain
-        ``softmax(logits / tau)``; default: noisy when training or ``lgmrec_gumbel_at_inference``.
-        No dropout here (see :meth:`forward`).
-        """
-        item_logits = self.item_feats[modality] @ self.hyper[modality]  # [n_items, H]
-        user_logits = self.R_op @ item_logits  # [n_users, H]: summed over the user's items
-        return self._soft_assign(item_logits, noisy), self._soft_assign(user_logits, noisy)
-
-    def _soft_assign(self, logits, noisy=None):
-        if noisy is None:
-            noisy = self.training or self.gumbel_at_inference
-        if noisy:
+    def _soft_assign(self, logits):
+        """Hyperedge incidences ``[n, H]`` (rows sum to 1) of ``logits [n, H]``: Gumbel-softmax when
+        training (or with ``lgmrec_gumbel_at_inference``), else the plain ``softmax(logits / tau)``."""
+        if self.training or self.gumbel_at_inference:
             return F.gumbel_softmax(logits, tau=self.tau, dim=1, hard=False)
         return torch.softmax(logits / self.tau, dim=1)
 
@@ -227,7 +204,7 @@ class LGMRec(MultiModalRecommender):
         loss = bpr_loss((u * ip).sum(1), (u * ineg).sum(1))
         if self.cl_weight != 0.0 and len(hyper) >= 2:
             loss = loss + self.cl_weight * self.contrastive_loss(hyper, users, pos)
-        return loss + self.reg_weight * embedding_norm_loss(u, ip, ineg)
+        return loss + self.reg_weight * self.emb_loss(u, ip, ineg)
 
     # -- inference -------------------------------------------------------------------------
     def inference_embeddings(self):

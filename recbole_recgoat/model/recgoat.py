@@ -15,8 +15,8 @@ modalities, ``B`` batch):
 4. ``Z^llm_U = GAT(W_u X^u)`` on the cosine kNN user-user graph.
 5. ``T_m(Z^m_I) = Z^m_I (d P*_m + Delta_m)``: entropic plan between the ``d`` dimensions of
    ``Z^m_I`` and ``Z^cf_I`` (log-domain, no gradient) plus a learned residual.
-6. ``z_i = normalize(LayerNorm(w_id Z^cf_I + sum_m w_m T_m(Z^m_I)))``;
-   ``z_u = w_cf Z^cf_U + w_llm Z^llm_U``.
+6. ``z_i = LayerNorm(w_id Z^cf_I + sum_m w_m T_m(Z^m_I))`` (L2-normalised only with
+   ``normalize_items: True``; the default is False); ``z_u = w_cf Z^cf_U + w_llm Z^llm_U``.
 7. ``L = BPR + lambda_reg L2 + lambda_cl L_CMCL + lambda_ot L_OAT`` with ``L_CMCL`` of Lemma 3.3
    (minimised) and ``L_OAT`` the entropic ``W1`` between modality and unified representations.
 """
@@ -28,21 +28,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.init import xavier_normal_initialization
+from recbole.model.loss import EmbLoss
 
-from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender
-from recbole_recgoat.model.layers import (
-    GATEncoder,
-    cmcl,
-    dimension_transport_map,
-    exact_w1,
-    lemma33_sides,
-    bpr_loss,
-    embedding_norm_loss,
-    propagate,
-    rows,
-    sinkhorn_w1,
-)
+from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
+from recbole_recgoat.model.layers.alignment import cmcl, dimension_transport_map, exact_w1, lemma33_sides, sinkhorn_w1
+from recbole_recgoat.model.layers.attention import GATEncoder
+from recbole_recgoat.model.layers.graph import BufferDict, rows
+from recbole_recgoat.model.layers.losses import bpr_loss
+from recbole_recgoat.model.layers.sparse import propagate
 
 FUSIONS = ("weighted", "sum", "concat")
 UI_GRAPHS = ("lightgcn", "gat")
@@ -67,8 +60,8 @@ class RecGOAT(MultiModalRecommender):
         self.use_transport_map = config["use_transport_map"]
         self.normalize_items = bool(config["normalize_items"])
         self.gat_chunk_edges = config["gat_chunk_edges"]
-        self.fusion = self._choice(config, "fusion", FUSIONS)
-        self.ui_graph = self._choice(config, "ui_graph", UI_GRAPHS)
+        self.fusion = config_choice(config, "fusion", FUSIONS)
+        self.ui_graph = config_choice(config, "ui_graph", UI_GRAPHS)
         heads, drop, n_mm = config["gat_heads"], config["gat_dropout"], config["n_mm_layers"]
 
         # 1. ID embeddings (+ user LM features)
@@ -81,21 +74,21 @@ class RecGOAT(MultiModalRecommender):
         # 2. user-item graph
         if self.ui_graph == "gat":
             self.ui_gat = GATEncoder(d, self.n_ui_layers, heads, drop, layer_mean=True)
-            self.ui_edges = self.norm_adj.coalesce().indices()
+            self.register_buffer("ui_edges", self.norm_adj.coalesce().indices(), persistent=False)
         # 3. item-item graph per modality
         self.mm_proj = nn.ModuleDict({m: nn.Linear(f.shape[1], d) for m, f in self.item_feats.items()})
         self.mm_gat = nn.ModuleDict({m: GATEncoder(d, n_mm, heads, drop) for m in self.modalities})
         valid = self.item_valid_mask()
-        self.mm_edges = {
+        self.mm_edges = BufferDict({
             m: self.knn_graph(f, config["knn_k"], valid, tag=f"recgoat-item-{m}-", symmetric=True, self_loops=True)
             for m, f in self.item_feats.items()
-        }
+        })
         # 4. user-user graph
         if self.use_user_graph:
             self.user_gat = GATEncoder(d, n_mm, heads, drop)
-            self.user_edges = self.knn_graph(
+            self.register_buffer("user_edges", self.knn_graph(
                 self.user_feats, config["user_knn_k"], self.user_valid_mask(), tag="recgoat-user-", symmetric=True, self_loops=True
-            )
+            ), persistent=False)
         # 5. adaptive transport map residuals
         if self.use_transport_map:
             self.delta = nn.ParameterDict({m: nn.Parameter(torch.zeros(d, d)) for m in self.modalities})
@@ -121,16 +114,11 @@ class RecGOAT(MultiModalRecommender):
         # diagnostics: a fixed item sample (own generator: the training RNG stream is untouched)
         gen = torch.Generator().manual_seed(int(config["seed"]))
         items = torch.nonzero(valid.cpu()).flatten()
-        self.diag_items = items[torch.randperm(items.numel(), generator=gen)[: config["diag_sample"]]].to(self.device)
+        diag_items = items[torch.randperm(items.numel(), generator=gen)[: config["diag_sample"]]].to(self.device)
+        self.register_buffer("diag_items", diag_items, persistent=False)
+        self.emb_loss = EmbLoss()
         self._plan_potentials = {}
         self._reset_epoch_stats()
-
-    @staticmethod
-    def _choice(config, key, allowed):
-        value = str(config[key]).lower()
-        if value not in allowed:
-            raise InputError(f"{key}: '{config[key]}' is not one of {', '.join(allowed)}")
-        return value
 
     # ------------------------------------------------------------------------------------------
     # representations
@@ -144,9 +132,9 @@ class RecGOAT(MultiModalRecommender):
         asks for everything.
 
         Returns:
-            tuple: ``z_u [U, d]``, ``z_i [I, d]`` (rows L2-normalised), in the order of ``users`` /
-            ``items``, and a dict of the parts, row-aligned the same way: ``z_cf_u``, ``z_cf_i``,
-            ``z_llm_u`` (or None), ``z_m`` ({m: Z^m_I}), ``t_m`` ({m: T_m(Z^m_I)}).
+            tuple: ``z_u [U, d]``, ``z_i [I, d]`` (rows L2-normalised with ``normalize_items``), in
+            the order of ``users`` / ``items``, and a dict of the parts, row-aligned the same way:
+            ``z_cf_u``, ``z_cf_i``, ``z_llm_u`` (or None), ``z_m`` ({m: Z^m_I}), ``t_m`` ({m: T_m(Z^m_I)}).
         """
         user_ego = self.user_embedding.weight
         p_u = None
@@ -189,7 +177,8 @@ class RecGOAT(MultiModalRecommender):
         return gat.rows(x, edge_index, targets, chunk_edges=self.gat_chunk_edges)
 
     def _fuse_items(self, z_cf_i, parts):
-        """``z_i = normalize(LayerNorm(w_id Z^cf_I + sum_m w_m T_m))`` (weighted); sum / concat: naive fusions."""
+        """``z_i = LayerNorm(w_id Z^cf_I + sum_m w_m T_m)`` (weighted; sum / concat: naive fusions), L2-normalised
+        when ``normalize_items``."""
         if self.fusion == "weighted":
             w = self.fusion_weights
             fused = self.item_norm(w[0] * z_cf_i + sum(w[k + 1] * p for k, p in enumerate(parts)))
@@ -253,7 +242,7 @@ class RecGOAT(MultiModalRecommender):
         z_u, z_i, parts = self.forward(users, items)
         u_e = rows(z_u, user_pos)
         bpr = bpr_loss((u_e * rows(z_i, pos_pos)).sum(dim=1), (u_e * rows(z_i, neg_pos)).sum(dim=1))
-        reg = self.reg_weight * embedding_norm_loss(self.user_embedding(user), self.item_embedding(pos), self.item_embedding(neg))
+        reg = self.reg_weight * self.emb_loss(self.user_embedding(user), self.item_embedding(pos), self.item_embedding(neg))
         # alignment on the batch's distinct positive items and distinct users (row positions in z_i / z_u)
         cl_items = self._subsample(torch.unique(pos_pos), self.cl_sample)
         cl_users = self._subsample(torch.arange(users.numel(), device=users.device), self.cl_sample)
@@ -307,6 +296,5 @@ class RecGOAT(MultiModalRecommender):
             for name, w in zip(["id"] + self.modalities, self.fusion_weights.tolist()):
                 out[f"fusion_w_{name}"] = float(w)
         self.train(was_training)
-        self.last_lemma_log = self.lemma_log
         self._reset_epoch_stats()
         return out

@@ -23,11 +23,12 @@ MMRec's "recommended version" (no bias terms), which produced the published numb
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
-from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender, config_value
-from recbole_recgoat.model.layers import bpr_loss, embedding_norm_loss, gather_rows
+from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
+from recbole_recgoat.model.layers.graph import gather_rows
+from recbole_recgoat.model.layers.losses import bpr_loss
 
 FEATURE_NORMS = ("none", "l2")
 
@@ -43,12 +44,11 @@ class VBPR(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size = d = int(config_value(config, "embedding_size", 64))
-        self.reg_weight = float(config_value(config, "reg_weight", 1e-3))
-        self.feature_norm = str(config_value(config, "vbpr_feature_norm", "l2")).lower()
-        if self.feature_norm not in FEATURE_NORMS:
-            raise InputError(f"vbpr_feature_norm: {self.feature_norm!r}; expected one of {', '.join(FEATURE_NORMS)}")
-        self.use_bias = bool(config_value(config, "vbpr_bias", False))
+        self.embedding_size = d = int(config["embedding_size"])
+        self.reg_weight = float(config["reg_weight"])
+        self.feature_norm = config_choice(config, "vbpr_feature_norm", FEATURE_NORMS)
+        self.use_bias = bool(config["vbpr_bias"])
+        self.emb_loss = EmbLoss()
 
         blocks = [F.normalize(f, dim=1) if self.feature_norm == "l2" else f for f in self.item_feats.values()]
         self.register_buffer("content", torch.cat(blocks, dim=1), persistent=False)  # [n_items, F]
@@ -109,7 +109,7 @@ class VBPR(MultiModalRecommender):
         u = self.u_embedding[users]
         qp, qn = gather_rows(self.item_vectors, pos, neg)  # each distinct item projected once
         loss = bpr_loss(self._pair_scores(u, qp, pos), self._pair_scores(u, qn, neg))
-        return loss + self.reg_weight * embedding_norm_loss(u, qp, qn)
+        return loss + self.reg_weight * self.emb_loss(u, qp, qn)
 
     # -- inference -------------------------------------------------------------------------
     def inference_embeddings(self):

@@ -1,3 +1,2 @@
-from recbole_recgoat.utils.registry import get_model, get_trainer, plugin_models, recbole_general_models
-
-__all__ = ["get_model", "get_trainer", "plugin_models", "recbole_general_models"]
+"""Helpers below everything else: files and digests (``io``), versions (``environment``), the model
+registry, the C allocator, peak memory."""

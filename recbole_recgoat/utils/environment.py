@@ -46,11 +46,11 @@ def git_commit():
         return None
 
 
-def versions():
-    """``{package: version}`` for the packages a result depends on, the code's fingerprint and
-    commit, python and platform."""
+def versions(extra_packages=()):
+    """``{package: version}`` for the packages a result depends on (and ``extra_packages``), the
+    code's fingerprint and commit, python and platform; None for a package that is not installed."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in _PACKAGES:
+    for name in dict.fromkeys(_PACKAGES + list(extra_packages)):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

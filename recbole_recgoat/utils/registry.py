@@ -1,4 +1,5 @@
-"""Model, trainer and dataset lookup: the plugin first, then RecBole, through one door.
+"""Model lookup: the plugin first, then RecBole, through one door (the trainer's is
+:func:`recbole_recgoat.trainer.get_trainer`).
 
 ``get_model('RecGOAT')`` finds ``recbole_recgoat/model/recgoat.py``; ``get_model('LightGCN')``
 falls back to ``recbole.model.general_recommender.lightgcn``.  Names are matched without regard
@@ -35,33 +36,25 @@ def _find_class(module, name):
     return None
 
 
-def _module_names(package):
+def _model_classes(package):
+    """The model class of each module of ``package`` (the class named like its module)."""
     pkg = importlib.import_module(package)
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in _NOT_MODELS)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in _NOT_MODELS)
+    classes = (_find_class(importlib.import_module(f"{package}.{mod}"), mod) for mod in names)
+    return [cls for cls in classes if cls is not None]
 
 
 @lru_cache(maxsize=None)
 def plugin_models():
     """Class names of the plugin's models (one file each in ``recbole_recgoat/model``)."""
-    names = []
-    for mod in _module_names(PLUGIN_MODEL_PACKAGE):
-        module = importlib.import_module(f"{PLUGIN_MODEL_PACKAGE}.{mod}")
-        cls = _find_class(module, mod)
-        if cls is not None:
-            names.append(cls.__name__)
-    return tuple(names)
+    return tuple(cls.__name__ for cls in _model_classes(PLUGIN_MODEL_PACKAGE))
 
 
 @lru_cache(maxsize=None)
 def recbole_general_models():
     """Class names of RecBole's general recommenders (BPR, LightGCN, NGCF, ...)."""
-    names = []
-    for mod in _module_names(RECBOLE_GENERAL_PACKAGE):
-        module = importlib.import_module(f"{RECBOLE_GENERAL_PACKAGE}.{mod}")
-        cls = _find_class(module, mod)
-        if cls is not None and getattr(cls, "type", None) in (ModelType.GENERAL, ModelType.TRADITIONAL):
-            names.append(cls.__name__)
-    return tuple(names)
+    general = (ModelType.GENERAL, ModelType.TRADITIONAL)
+    return tuple(cls.__name__ for cls in _model_classes(RECBOLE_GENERAL_PACKAGE) if getattr(cls, "type", None) in general)
 
 
 def get_model(name):
@@ -81,21 +74,3 @@ def get_model(name):
         f"--model={name}: unknown model; plugin models: {', '.join(plugin_models())}; "
         f"RecBole general models: {', '.join(recbole_general_models())}"
     )
-
-
-def get_trainer(model_class):
-    """The trainer for ``model_class``: RecBole's trainer for it, with the plugin's fixes mixed in.
-
-    A model may name its own trainer class in ``model_class.trainer_class``.  Otherwise RecBole's
-    rule applies (``<Model>Trainer`` if RecBole has one, ``TraditionalTrainer`` for traditional
-    models, else ``Trainer``); the result is combined with
-    :class:`recbole_recgoat.trainer.PluginTrainerMixin`.
-    """
-    from recbole.utils import get_trainer as recbole_get_trainer
-
-    from recbole_recgoat.trainer import PluginTrainerMixin, with_plugin_mixin
-
-    own = getattr(model_class, "trainer_class", None)
-    if own is not None:
-        return own if issubclass(own, PluginTrainerMixin) else with_plugin_mixin(own)
-    return with_plugin_mixin(recbole_get_trainer(model_class.type, model_class.__name__))

@@ -1,0 +1,72 @@
+"""The leaderboard's PNG figures: bars with error bars (std over seeds) per metric, validation curves."""
+
+from pathlib import Path
+
+import numpy as np
+
+from recbole_recgoat.benchmark.leaderboard.compute import shown_columns
+from recbole_recgoat.benchmark.leaderboard.markdown import pretty
+
+
+def _slug(text):
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
+
+
+def make_figures(board, fig_dir, columns=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir = Path(fig_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for dname, ds in board["datasets"].items():
+        cols = shown_columns(ds, columns)
+        for table in ds["tables"]:
+            rows = table["rows"]
+            names = [r["name"] for r in rows]
+            ncol = len(cols)
+            fig, axes = plt.subplots(1, ncol, figsize=(max(3.2 * ncol, 6), 3.6 + 0.12 * len(rows)), squeeze=False)
+            for ax, m in zip(axes[0], cols):
+                means = [r["test"][m]["mean"] for r in rows]
+                stds = [r["test"][m]["std"] for r in rows]
+                colors = ["tab:red" if n == table["best"].get(m) else "tab:blue" for n in names]
+                ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors, alpha=0.85)
+                ax.set_xticks(range(len(rows)))
+                ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+                ax.set_title(f"test {pretty(m)}", fontsize=10)
+                ax.grid(axis="y", alpha=0.3)
+                hi = max(mu + (sd or 0) for mu, sd in zip(means, stds))
+                ax.set_ylim(0.0, hi * 1.12 if hi > 0 else 1.0)
+            fig.suptitle(f"{dname}: {table['title']} (mean ± std over seeds; best in red)", fontsize=10)
+            fig.tight_layout()
+            path = fig_dir / f"{_slug(dname)}-{_slug(table['title'])}-bars.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            out[f"{dname}/{table['title']}/bars"] = str(path)
+
+            fig, ax = plt.subplots(figsize=(6.4, 4.0))
+            for r in rows:
+                curve = r.get("valid_curve_mean") or {}
+                if not curve.get("epoch"):
+                    continue
+                epochs, mean, std = curve["epoch"], curve["mean"], curve["std"]
+                line = ax.plot(epochs, mean, label=r["name"], lw=1.5, marker="o" if len(epochs) <= 30 else None,
+                               markersize=3)[0]
+                ax.fill_between(epochs, np.array(mean) - np.array(std), np.array(mean) + np.array(std),
+                                color=line.get_color(), alpha=0.15)
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"valid {pretty(ds['valid_metric'])}")
+            ax.set_title(f"{dname}: {table['title']}: validation curves (mean ± std over seeds)", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            path = fig_dir / f"{_slug(dname)}-{_slug(table['title'])}-valid_curves.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            out[f"{dname}/{table['title']}/valid_curves"] = str(path)
+    return out

@@ -1,0 +1,145 @@
+"""The training user-item graph and normalised adjacencies, as edge lists and sparse tensors.
+
+Normalisation is PyTorch Geometric's ``gcn_norm`` (degree = row sum, ``D^-1/2 A D^-1/2``).
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+
+def rows(x, index):
+    """``x[index]`` for a 1-D index, with a deterministic backward on CPU.
+
+    Advanced indexing (``x[index]``) back-propagates through ``index_put_(accumulate=True)``, whose
+    CPU kernel adds duplicate rows in a thread-dependent order (results differ in the last bits
+    from run to run); ``index_select`` back-propagates through ``index_add_``, which does not.
+    """
+    return x.index_select(0, index)
+
+
+def gather_rows(fn, *index):
+    """``fn(unique rows)`` gathered back for each index tensor: ``fn`` runs once per distinct row.
+
+    ``fn(rows [U]) -> [U, ...]``; returns one ``[len(ix), ...]`` tensor per index in ``index``
+    (equal to ``fn(ix)`` row for row; cheaper when the index repeats rows).
+    """
+    flat = torch.cat(index)
+    uniq, inverse = torch.unique(flat, return_inverse=True)
+    out = fn(uniq)[inverse]
+    return torch.split(out, [ix.numel() for ix in index])
+
+
+def training_edges(dataset):
+    """Distinct (user, item) pairs of ``dataset``'s interactions (the TRAINING split for models).
+
+    Returns:
+        tuple[LongTensor, LongTensor]: users ``[E]`` and items ``[E]``, internal ids.
+    """
+    csr = dataset.inter_matrix(form="csr")
+    csr.sum_duplicates()
+    coo = csr.tocoo()
+    return torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+
+
+def sparse_from_edges(rows, cols, values, shape):
+    """Coalesced sparse COO ``[shape]`` with ``values[e]`` at ``(rows[e], cols[e])``."""
+    index = torch.stack([rows, cols])
+    return torch.sparse_coo_tensor(index, values, shape, check_invariants=False).coalesce()
+
+
+def normalized_graph(edge_index, n_nodes, weights=None):
+    """Sparse ``D^-1/2 A D^-1/2`` ``[N, N]`` of an edge list ``[2, E]`` (degree = row sum of the
+    optional ``[E]`` weights; an isolated node's row is zero)."""
+    w = None if weights is None else weights.float()
+    edge_index, values = gcn_norm(edge_index, w, n_nodes, add_self_loops=False, flow="target_to_source")
+    return sparse_from_edges(edge_index[0], edge_index[1], values, (n_nodes, n_nodes))
+
+
+def bipartite_norm_adj(users, items, n_users, n_items, weights=None):
+    """Symmetric-normalised user-item adjacency ``D^-1/2 [[0, R], [R^T, 0]] D^-1/2`` (LightGCN).
+
+    Args:
+        users, items (LongTensor): ``[E]`` interaction endpoints (internal ids).
+        n_users, n_items (int): node counts (PAD included, as RecBole counts).
+        weights (Tensor | None): optional ``[E]`` edge weights.
+
+    Returns:
+        torch.Tensor: sparse ``[n_users + n_items, n_users + n_items]``.
+    """
+    edge_index = torch.stack([torch.cat([users, items + n_users]), torch.cat([items + n_users, users])])
+    w = None if weights is None else torch.cat([weights, weights])
+    return normalized_graph(edge_index, n_users + n_items, w)
+
+
+def weighted_sparse_sum(mats, weights):
+    """``sum_k w_k A_k`` of sparse COO ``[N, N]`` matrices (duplicates summed, coalesced)."""
+    index = torch.cat([m.indices() for m in mats], dim=1)
+    values = torch.cat([w * m.values() for m, w in zip(mats, weights)])
+    return torch.sparse_coo_tensor(index, values, mats[0].shape, check_invariants=False).coalesce()
+
+
+def sample_without_replacement(weights, n):
+    """``n`` distinct indices of ``weights [E]``, drawn successively with probability ``prop. to weights``.
+
+    ``torch.multinomial`` (torch RNG, so reproducible under a seed) while ``E`` fits its limit
+    (2^24 categories); beyond it the equivalent exponential-race trick ``top-n(w / Exp(1))``.
+
+    Returns:
+        LongTensor: ``[n]`` indices.
+    """
+    n = int(n)
+    if n >= weights.numel():
+        return torch.arange(weights.numel(), device=weights.device)
+    if weights.numel() <= 2**24:
+        return torch.multinomial(weights, n, replacement=False)
+    race = weights / torch.empty_like(weights).exponential_(1.0)
+    return race.topk(n).indices
+
+
+class BufferDict(nn.Module):
+    """An ordered ``{name: tensor}`` of buffers (the data a model is built from: feature matrices,
+    edge lists), so ``model.to(device)`` moves them; not saved in checkpoints (``persistent=False``:
+    they are rebuilt from the data)."""
+
+    def __init__(self, tensors=None):
+        super().__init__()
+        self._names = []
+        for name, tensor in (tensors or {}).items():
+            self[name] = tensor
+
+    def __setitem__(self, name, tensor):
+        if name not in self._names:
+            self._names.append(name)
+        self.register_buffer(name, tensor, persistent=False)
+
+    def __getitem__(self, name):
+        return self._buffers[name]
+
+    def __contains__(self, name):
+        return name in self._buffers
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+    def keys(self):
+        return list(self._names)
+
+    def values(self):
+        return [self._buffers[n] for n in self._names]
+
+    def items(self):
+        return [(n, self._buffers[n]) for n in self._names]
+
+    def as_dict(self):
+        """A plain ``OrderedDict`` of the tensors."""
+        return OrderedDict(self.items())
+
+    def extra_repr(self):
+        return ", ".join(f"{n}: {tuple(t.shape)}" for n, t in self.items())
