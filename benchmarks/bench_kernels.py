@@ -45,10 +45,10 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args(argv)
 
+    import recbole_recgoat  # noqa: F401  (first: its thread policy applies before torch loads)
     import torch
     import torch.nn.functional as F
 
-    import recbole_recgoat  # noqa: F401  (compat shims)
     from recbole_recgoat.model.layers.graph import bipartite_norm_adj
     from recbole_recgoat.model.layers.losses import logsumexp_dot
     from recbole_recgoat.model.layers.sparse import SparseOperator

@@ -53,9 +53,9 @@ BABY_DIMS = {"image": 4096, "text": 384}
 def measure(model, dataset, data_path, epochs, warmup, threads, device, overrides=None, protocol=None, before_epochs=None):
     """One model's set-up and ``warmup + epochs`` training epochs; ``before_epochs()`` is called
     between the set-up and the first epoch (the contention benchmark starts its neighbour there)."""
+    import recbole_recgoat  # noqa: F401  (first: its thread policy applies before torch loads)
     import torch
 
-    import recbole_recgoat  # noqa: F401  (compat shims)
     from recbole_recgoat.quick_start import build_model, prepare
     from recbole_recgoat.utils.profiling import PeakMemory, current_rss_bytes
     from recbole_recgoat.trainer import get_trainer

@@ -120,6 +120,7 @@ class ArrayDataset:
     uid_field, iid_field = "user_id", "item_id"
 
     def __init__(self, users, items, n_users, n_items, item_features):
+        import recbole_recgoat  # noqa: F401  (first: its thread policy applies before torch loads)
         import torch
 
         self.users, self.items = users + 1, items + 1
@@ -168,7 +169,6 @@ def measure(model_name, catalogue, shared_data, steps, threads, reuse="False"):
     import numpy as np
     import torch
 
-    import recbole_recgoat  # noqa: F401  (compat shims)
     from recbole.data.interaction import Interaction
 
     from recbole_recgoat.config import Config

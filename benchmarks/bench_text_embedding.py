@@ -15,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import recbole_recgoat  # noqa: E402,F401  (first: its thread policy applies before torch loads)
 import torch  # noqa: E402
 
 from recbole_recgoat.features.encoder import Encoder  # noqa: E402

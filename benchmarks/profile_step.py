@@ -39,10 +39,10 @@ def main(argv=None):
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. --set fused_optimizer=True")
     args = parser.parse_args(argv)
 
+    import recbole_recgoat  # noqa: F401  (first: its thread policy applies before torch loads)
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    import recbole_recgoat  # noqa: F401  (compat shims)
     from bench_models import build_baby
     from recbole_recgoat.quick_start import build_model, prepare
     from recbole_recgoat.trainer import get_trainer
@@ -71,7 +71,8 @@ def main(argv=None):
 
         def step(batch):
             trainer.optimizer.zero_grad()
-            net.calculate_loss(batch.to(config["device"])).backward()
+            loss = net.calculate_loss(batch.to(config["device"]))
+            (sum(loss) if isinstance(loss, tuple) else loss).backward()  # RecBole: a tuple of loss parts
             trainer.optimizer.step()
 
         t0 = time.perf_counter()
