@@ -323,3 +323,45 @@ def test_batch_rows_equal_full_forward_rows(lfm):
     for m in model.modalities:
         assert torch.allclose(parts_b["z_m"][m], parts["z_m"][m][items], atol=1e-6)
     assert torch.allclose(parts_b["z_llm_u"], parts["z_llm_u"][users], atol=1e-6)
+
+
+# ------------------------------------------------------------------------------- fusion init
+def test_initial_fusion_weights_rule():
+    """Listed keys keep their proportions, unlisted share what is left, every group sums to 1."""
+    from recbole_recgoat.model.recgoat import initial_fusion_weights
+
+    init = {"id": 0.15, "text": 0.8, "image": 0.05, "audio": 0.05, "llm": 0.1}
+    assert initial_fusion_weights(init, ["id", "text", "audio"]) == pytest.approx([0.15, 0.8, 0.05])
+    w = initial_fusion_weights(init, ["id", "text", "audio", "whisper"])  # nothing left: whisper like audio
+    assert w == pytest.approx([0.15 / 1.05, 0.8 / 1.05, 0.05 / 1.05, 0.05 / 1.05])
+    assert initial_fusion_weights(init, ["id", "text"]) == pytest.approx([0.15 / 0.95, 0.8 / 0.95])
+    w = initial_fusion_weights({"id": 0.2, "text": 0.5}, ["id", "text", "a", "b"])  # 0.3 left, shared
+    assert w == pytest.approx([0.2, 0.5, 0.15, 0.15])
+    assert initial_fusion_weights(init, ["cf", "llm"]) == pytest.approx([0.9, 0.1])
+    assert initial_fusion_weights({}, ["id", "a", "b", "c", "d"]) == pytest.approx([0.2] * 5)
+    for keys in (["id", "text"], ["id", "text", "audio"], ["id", "text", "audio", "whisper"],
+                 ["id", "text", "image", "audio", "whisper", "video"]):
+        w = initial_fusion_weights(init, keys)
+        assert sum(w) == pytest.approx(1.0) and min(w) > 0
+    with pytest.raises(Exception, match="fusion_init: text"):
+        initial_fusion_weights({"text": 0}, ["id", "text"])
+
+
+def test_fusion_init_sums_to_one_for_1_2_3_and_5_modalities(lfm, tmp_path):
+    """The model's own initial fusion weights (item and user side) sum to 1 for any modality set;
+    5 modalities: the bundled three plus two synthetic feature files."""
+    d = tmp_path / "data" / "lfm"
+    rng = np.random.default_rng(0)
+    for name, dim in (("image", 32), ("video", 16)):
+        np.save(d / f"{name}_feat.npy", rng.normal(size=(1425, dim)).astype(np.float32))
+    files = {**lfm["item_feature_files"], "image": "image_feat.npy", "video": "video_feat.npy"}
+    for mods in (["text"], ["text", "audio"], ["text", "audio", "whisper"], ["text", "audio", "whisper", "image", "video"]):
+        model, _ = _model(lfm, item_feature_files=files, modalities=mods)
+        w = model.fusion_weights.detach()
+        assert w.numel() == len(mods) + 1 and float(w.sum()) == pytest.approx(1.0, abs=1e-6), (mods, w)
+        assert float(w.min()) > 0
+        assert float(model.user_fusion_weights.detach().sum()) == pytest.approx(1.0, abs=1e-6)
+    # listed proportions kept: text / audio as in the yaml, whisper starts like audio
+    model, _ = _model(lfm, modalities=["text", "audio", "whisper"])
+    w = model.fusion_weights.detach().tolist()
+    assert w[1] / w[2] == pytest.approx(0.8 / 0.05, rel=1e-5) and w[3] == pytest.approx(w[2], rel=1e-5)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from recbole.model.init import xavier_normal_initialization
 from recbole.model.loss import EmbLoss
 
+from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
 from recbole_recgoat.model.layers.alignment import cmcl, dimension_transport_map, exact_w1, lemma33_sides, sinkhorn_w1
 from recbole_recgoat.model.layers.attention import GATEncoder
@@ -39,6 +40,33 @@ from recbole_recgoat.model.layers.sparse import propagate
 
 FUSIONS = ("weighted", "sum", "concat")
 UI_GRAPHS = ("lightgcn", "gat")
+
+
+def initial_fusion_weights(init, keys):
+    """Initial fusion weights of ``keys`` (item side ``["id", *modalities]``, user side
+    ``["cf", "llm"]``) from ``fusion_init`` (``{key: weight}``); they sum to 1 for any key set.
+
+    Listed keys keep their values; the unlisted ones share ``1 - sum(listed)`` equally.  When
+    nothing is left (the listed values sum to >= 1 - 1e-6, or every key is listed), each unlisted key
+    gets the smallest listed value (no part starts at zero) and all are rescaled to sum 1, which
+    keeps the listed values' proportions.  Entries for keys not in ``keys`` are ignored.
+
+    Returns:
+        list[float]: one weight per key, in the order of ``keys``.
+    """
+    for k in keys:
+        if k in init and not float(init[k]) > 0:
+            raise InputError(f"fusion_init: {k}: {init[k]!r}; expected a weight > 0")
+    listed = {k: float(init[k]) for k in keys if k in init}
+    unlisted = [k for k in keys if k not in listed]
+    left = 1.0 - sum(listed.values())
+    if unlisted and left > 1e-6:
+        w = {**listed, **{k: left / len(unlisted) for k in unlisted}}
+    else:
+        fill = min(listed.values()) if listed else 1.0
+        w = {**listed, **{k: fill for k in unlisted}}
+    total = sum(w.values())
+    return [w[k] / total for k in keys]
 
 
 class RecGOAT(MultiModalRecommender):
@@ -95,12 +123,11 @@ class RecGOAT(MultiModalRecommender):
         # 6. fusion
         if self.fusion == "weighted":
             init = config["fusion_init"] or {}
-            default = (1.0 - init.get("id", 0.15)) / len(self.modalities)
-            w = [init.get("id", 0.15)] + [init.get(m, default) for m in self.modalities]
+            w = initial_fusion_weights(init, ["id"] + self.modalities)
             self.fusion_weights = nn.Parameter(torch.tensor(w, dtype=torch.float32))
             self.item_norm = nn.LayerNorm(d)
             if self.use_user_graph:
-                self.user_fusion_weights = nn.Parameter(torch.tensor([1.0, init.get("llm", 0.1)], dtype=torch.float32))
+                self.user_fusion_weights = nn.Parameter(torch.tensor(initial_fusion_weights(init, ["cf", "llm"]), dtype=torch.float32))
         elif self.fusion == "concat":
             self.item_concat = nn.Linear(d * (1 + len(self.modalities)), d)
             if self.use_user_graph:
