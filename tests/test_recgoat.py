@@ -365,3 +365,52 @@ def test_fusion_init_sums_to_one_for_1_2_3_and_5_modalities(lfm, tmp_path):
     model, _ = _model(lfm, modalities=["text", "audio", "whisper"])
     w = model.fusion_weights.detach().tolist()
     assert w[1] / w[2] == pytest.approx(0.8 / 0.05, rel=1e-5) and w[3] == pytest.approx(w[2], rel=1e-5)
+
+
+# -------------------------------------------------------------------------- one transport map
+def test_transport_map_one_population_for_training_and_evaluation(lfm):
+    """Map ON (the default): every training step computes the plan from ALL items (the batch's
+    rows do not matter) and evaluation scores with that same plan; in eval mode the rows that
+    forward(users, items) returns equal the rows of forward()."""
+    model, tr = _model(lfm)
+    assert model.use_transport_map and int(model.transport_plan_steps) == 0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = iter(tr)
+    model.train()
+    # first step: the stored plan is the cold-start plan of all items at the step's parameters
+    batch = next(batches)
+    model.eval()
+    with torch.no_grad():
+        _, _, full = model.forward()
+    expected = {m: alignment.dimension_transport_map(full["z_m"][m], full["z_cf_i"], model.plan_eps, model.ot_iters)
+                for m in model.modalities}
+    model.train()
+    sum(model.calculate_loss(batch)).backward()
+    for k, m in enumerate(model.modalities):
+        assert torch.allclose(model.transport_plan[k], expected[m], atol=1e-5)
+    opt.step()
+    opt.zero_grad()
+    for _ in range(2):
+        sum(model.calculate_loss(next(batches))).backward()
+        opt.step()
+        opt.zero_grad()
+    assert int(model.transport_plan_steps) == 3
+    last = model.transport_plan.clone()
+    model.eval()
+    users = torch.tensor([1, 5, 17, 300, 1200])
+    items = torch.tensor([2, 3, 99, 700, 1400])
+    with torch.no_grad():
+        z_u, z_i, parts = model.forward()
+        zu_b, zi_b, parts_b = model.forward(users, items)
+    for k, m in enumerate(model.modalities):  # scoring uses the last training step's plan
+        assert torch.equal(parts["plan"][m], last[k]) and torch.equal(parts_b["plan"][m], last[k])
+        assert torch.allclose(parts["t_m"][m], parts["z_m"][m] @ (last[k] + model.delta[m]), atol=1e-5)
+    assert torch.allclose(zi_b, z_i[items], atol=1e-5) and torch.allclose(zu_b, z_u[users], atol=1e-5)
+    scores = model.full_sort_predict({model.USER_ID: users})
+    assert torch.allclose(scores, z_u[users] @ z_i.T, atol=1e-4)
+    # the plan travels with the checkpoint: a fresh model loaded from it scores the same
+    fresh, _ = _model(lfm)
+    fresh.load_state_dict(model.state_dict())
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.allclose(fresh.forward()[1], z_i, atol=1e-6)
