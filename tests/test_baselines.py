@@ -476,3 +476,45 @@ def test_sample_without_replacement():
 def test_feature_size_must_match_embedding_size(model):
     with pytest.raises(InputError, match=r"feat_embed_dim: 32; expected embedding_size \(64\)"):
         build(model, feat_embed_dim=32)
+
+
+# ----------------------------------------------------------------------------------------------
+# feature scaling declared per dataset and modality (item_feature_norm), applied once by the loader
+# ----------------------------------------------------------------------------------------------
+
+
+def _row_norms(x):
+    return x.detach().double().norm(dim=1)
+
+
+@pytest.mark.parametrize("model", ["RecGOAT"] + BASELINES)
+def test_declared_feature_norm_reaches_every_model(model):
+    """lastfm-2k declares audio: l2: the rows every model stores from the dataset (and the
+    fine-tuned tables made from them) have unit norm; PAD stays zero; text is untouched."""
+    net, train_data = build(model)
+    assert train_data._dataset.item_feature_norm == {"text": "none", "audio": "l2"}
+    audio = net.item_feats["audio"]
+    norms = _row_norms(audio)
+    assert torch.isfinite(audio).all() and float(norms[0]) == 0.0
+    assert torch.allclose(norms[1:], torch.ones_like(norms[1:]), atol=1e-5)
+    tables = getattr(net, "feature_tables", None)
+    if tables is not None and "audio" in tables:
+        assert torch.allclose(_row_norms(tables["audio"])[1:], torch.ones_like(norms[1:]), atol=1e-5)
+    if model == "VBPR":  # the content vector is made from the stored (already unit) rows
+        assert torch.allclose(net.content[1:, -128:].double().norm(dim=1), torch.ones_like(norms[1:]), atol=1e-5)
+
+
+def test_feature_norm_undeclared_is_raw_and_bad_values_fail():
+    net, train_data = build("LGMRec", item_feature_norm=None)
+    assert train_data._dataset.item_feature_norm == {"text": "none", "audio": "none"}
+    assert float(_row_norms(net.item_feats["audio"])[1:].min()) > 1000  # raw VGGish
+    with pytest.raises(InputError, match=r"^item_feature_norm: audio: 'max'; expected one of l2, none$"):
+        build("LGMRec", item_feature_norm={"audio": "max"})
+    with pytest.raises(InputError, match=r"^item_feature_norm: video: not a modality"):
+        build("LGMRec", item_feature_norm={"video": "l2"})
+
+
+def test_feature_norm_is_named_in_the_result_record(fast):
+    result = run("VBPR", config_dict=dict(fast, epochs=1, modalities=["text", "audio", "whisper"]), saved=False)
+    assert result["feature_norm"] == {"text": "none", "audio": "l2", "whisper": "l2"}
+    assert result["config"]["item_feature_norm"] == {"audio": "l2", "whisper": "l2"}

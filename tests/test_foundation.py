@@ -94,12 +94,18 @@ def test_feature_rows_land_on_internal_ids():
     raw = {m: np.load(LASTFM / f) for m, f in [("text", "text_feat.npy"), ("audio", "audio_feat.npy"), ("whisper", "whisper_feat.npy")]}
     # internal ids are not the original ids: the mapping must be followed
     assert any(str(k) != tokens[k] for k in range(1, len(tokens)))
+    # lastfm-2k declares item_feature_norm {audio: l2, whisper: l2}: those rows are the file's, scaled to unit norm
+    assert ds.item_feature_norm == {"text": "none", "audio": "l2", "whisper": "l2"}
     for m, arr in raw.items():
         feat = ds.item_features[m].numpy()
         assert feat.shape == (len(tokens), arr.shape[1])
         assert np.all(feat[0] == 0)  # PAD
         for k in range(1, len(tokens)):
-            np.testing.assert_allclose(feat[k], arr[int(tokens[k])].astype(np.float32), rtol=0, atol=0)
+            row = arr[int(tokens[k])].astype(np.float32)
+            if ds.item_feature_norm[m] == "l2":
+                np.testing.assert_allclose(feat[k], row / np.linalg.norm(row.astype(np.float64)), rtol=1e-6, atol=1e-7)
+            else:
+                np.testing.assert_allclose(feat[k], row, rtol=0, atol=0)
     # the training split's dataset carries the same tensors (models are built on it)
     assert train._dataset.item_features["text"] is ds.item_features["text"]
 

@@ -323,3 +323,94 @@ def test_batch_rows_equal_full_forward_rows(lfm):
     for m in model.modalities:
         assert torch.allclose(parts_b["z_m"][m], parts["z_m"][m][items], atol=1e-6)
     assert torch.allclose(parts_b["z_llm_u"], parts["z_llm_u"][users], atol=1e-6)
+
+
+# ------------------------------------------------------------------------------- fusion init
+def test_initial_fusion_weights_rule():
+    """Listed keys keep their proportions, unlisted share what is left, every group sums to 1."""
+    from recbole_recgoat.model.recgoat import initial_fusion_weights
+
+    init = {"id": 0.15, "text": 0.8, "image": 0.05, "audio": 0.05, "llm": 0.1}
+    assert initial_fusion_weights(init, ["id", "text", "audio"]) == pytest.approx([0.15, 0.8, 0.05])
+    w = initial_fusion_weights(init, ["id", "text", "audio", "whisper"])  # nothing left: whisper like audio
+    assert w == pytest.approx([0.15 / 1.05, 0.8 / 1.05, 0.05 / 1.05, 0.05 / 1.05])
+    assert initial_fusion_weights(init, ["id", "text"]) == pytest.approx([0.15 / 0.95, 0.8 / 0.95])
+    w = initial_fusion_weights({"id": 0.2, "text": 0.5}, ["id", "text", "a", "b"])  # 0.3 left, shared
+    assert w == pytest.approx([0.2, 0.5, 0.15, 0.15])
+    assert initial_fusion_weights(init, ["cf", "llm"]) == pytest.approx([0.9, 0.1])
+    assert initial_fusion_weights({}, ["id", "a", "b", "c", "d"]) == pytest.approx([0.2] * 5)
+    for keys in (["id", "text"], ["id", "text", "audio"], ["id", "text", "audio", "whisper"],
+                 ["id", "text", "image", "audio", "whisper", "video"]):
+        w = initial_fusion_weights(init, keys)
+        assert sum(w) == pytest.approx(1.0) and min(w) > 0
+    with pytest.raises(Exception, match="fusion_init: text"):
+        initial_fusion_weights({"text": 0}, ["id", "text"])
+
+
+def test_fusion_init_sums_to_one_for_1_2_3_and_5_modalities(lfm, tmp_path):
+    """The model's own initial fusion weights (item and user side) sum to 1 for any modality set;
+    5 modalities: the bundled three plus two synthetic feature files."""
+    d = tmp_path / "data" / "lfm"
+    rng = np.random.default_rng(0)
+    for name, dim in (("image", 32), ("video", 16)):
+        np.save(d / f"{name}_feat.npy", rng.normal(size=(1425, dim)).astype(np.float32))
+    files = {**lfm["item_feature_files"], "image": "image_feat.npy", "video": "video_feat.npy"}
+    for mods in (["text"], ["text", "audio"], ["text", "audio", "whisper"], ["text", "audio", "whisper", "image", "video"]):
+        model, _ = _model(lfm, item_feature_files=files, modalities=mods)
+        w = model.fusion_weights.detach()
+        assert w.numel() == len(mods) + 1 and float(w.sum()) == pytest.approx(1.0, abs=1e-6), (mods, w)
+        assert float(w.min()) > 0
+        assert float(model.user_fusion_weights.detach().sum()) == pytest.approx(1.0, abs=1e-6)
+    # listed proportions kept: text / audio as in the yaml, whisper starts like audio
+    model, _ = _model(lfm, modalities=["text", "audio", "whisper"])
+    w = model.fusion_weights.detach().tolist()
+    assert w[1] / w[2] == pytest.approx(0.8 / 0.05, rel=1e-5) and w[3] == pytest.approx(w[2], rel=1e-5)
+
+
+# -------------------------------------------------------------------------- one transport map
+def test_transport_map_one_population_for_training_and_evaluation(lfm):
+    """Map ON (the default): every training step computes the plan from ALL items (the batch's
+    rows do not matter) and evaluation scores with that same plan; in eval mode the rows that
+    forward(users, items) returns equal the rows of forward()."""
+    model, tr = _model(lfm)
+    assert model.use_transport_map and int(model.transport_plan_steps) == 0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = iter(tr)
+    model.train()
+    # first step: the stored plan is the cold-start plan of all items at the step's parameters
+    batch = next(batches)
+    model.eval()
+    with torch.no_grad():
+        _, _, full = model.forward()
+    expected = {m: alignment.dimension_transport_map(full["z_m"][m], full["z_cf_i"], model.plan_eps, model.ot_iters)
+                for m in model.modalities}
+    model.train()
+    sum(model.calculate_loss(batch)).backward()
+    for k, m in enumerate(model.modalities):
+        assert torch.allclose(model.transport_plan[k], expected[m], atol=1e-5)
+    opt.step()
+    opt.zero_grad()
+    for _ in range(2):
+        sum(model.calculate_loss(next(batches))).backward()
+        opt.step()
+        opt.zero_grad()
+    assert int(model.transport_plan_steps) == 3
+    last = model.transport_plan.clone()
+    model.eval()
+    users = torch.tensor([1, 5, 17, 300, 1200])
+    items = torch.tensor([2, 3, 99, 700, 1400])
+    with torch.no_grad():
+        z_u, z_i, parts = model.forward()
+        zu_b, zi_b, parts_b = model.forward(users, items)
+    for k, m in enumerate(model.modalities):  # scoring uses the last training step's plan
+        assert torch.equal(parts["plan"][m], last[k]) and torch.equal(parts_b["plan"][m], last[k])
+        assert torch.allclose(parts["t_m"][m], parts["z_m"][m] @ (last[k] + model.delta[m]), atol=1e-5)
+    assert torch.allclose(zi_b, z_i[items], atol=1e-5) and torch.allclose(zu_b, z_u[users], atol=1e-5)
+    scores = model.full_sort_predict({model.USER_ID: users})
+    assert torch.allclose(scores, z_u[users] @ z_i.T, atol=1e-4)
+    # the plan travels with the checkpoint: a fresh model loaded from it scores the same
+    fresh, _ = _model(lfm)
+    fresh.load_state_dict(model.state_dict())
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.allclose(fresh.forward()[1], z_i, atol=1e-6)

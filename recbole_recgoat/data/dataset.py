@@ -7,6 +7,10 @@ Dataset yaml keys (``dataset_configs/<dataset>.yaml``):
 ``modalities``           optional subset (and order) of the modalities to use; default all.
 ``user_feature_file``    optional .npy of user LM features (row = original user id).
 ``user_feature_dim``     optional expected number of columns.
+``item_feature_norm``    optional mapping modality -> ``l2`` | ``none``: row scaling applied once
+                         here, after loading (``l2``: unit rows, zero rows such as PAD stay zero);
+                         default (``~``) none.  ``dataset.item_feature_norm`` says what each loaded
+                         modality got; runs record it (``result["feature_norm"]``).
 ``feature_path``         folder of the feature files; default the dataset folder, then the
                          package's bundled folder for that dataset.
 ``load_features``        ``auto`` (multimodal models only), ``true`` or ``false``.
@@ -21,7 +25,13 @@ import torch
 from recbole.data.dataset import Dataset
 from recbole.utils import init_seed
 
-from recbole_recgoat.data.feature_files import align_to_internal_ids, load_matrix, resolve_feature_path
+from recbole_recgoat.data.feature_files import (
+    align_to_internal_ids,
+    declared_feature_norms,
+    load_matrix,
+    normalize_rows,
+    resolve_feature_path,
+)
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import BUNDLED_DATA_DIR
 
@@ -34,6 +44,7 @@ class MultiModalDataset(Dataset):
         self.item_features = OrderedDict()
         self.user_features = None
         self.feature_files = {}
+        self.item_feature_norm = {}
         if config["load_features"]:
             self._load_features()
 
@@ -64,6 +75,7 @@ class MultiModalDataset(Dataset):
         files = self.config["item_feature_files"] or {}
         dims = self.config["item_feature_dims"] or {}
         modalities = self._declared_modalities()
+        norms = declared_feature_norms(self.config["item_feature_norm"], list(files))
         loaded = OrderedDict()
         for m in modalities:
             path = resolve_feature_path(files[m], self._search_dirs())
@@ -74,7 +86,9 @@ class MultiModalDataset(Dataset):
             raise InputError(f"item feature row count mismatch: {desc}; expected one row per item in every modality")
         tokens = self.field2id_token[self.iid_field]
         for m, (path, arr) in loaded.items():
-            self.item_features[m] = torch.from_numpy(align_to_internal_ids(arr, tokens, path, self.iid_field))
+            self.item_feature_norm[m] = norms.get(m, "none")
+            aligned = normalize_rows(align_to_internal_ids(arr, tokens, path, self.iid_field), self.item_feature_norm[m])
+            self.item_features[m] = torch.from_numpy(aligned)
             self.feature_files[m] = path
         user_file = self.config["user_feature_file"]
         if user_file:
@@ -87,7 +101,7 @@ class MultiModalDataset(Dataset):
     def __str__(self):
         info = [super().__str__()]
         for m, feat in self.item_features.items():
-            info.append(f"item feature [{m}]: {tuple(feat.shape)} from {self.feature_files[m]}")
+            info.append(f"item feature [{m}]: {tuple(feat.shape)} from {self.feature_files[m]}, norm {self.item_feature_norm[m]}")
         if self.user_features is not None:
             info.append(f"user feature: {tuple(self.user_features.shape)} from {self.feature_files['user']}")
         return "\n".join(info)

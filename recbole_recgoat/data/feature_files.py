@@ -116,3 +116,34 @@ def align_to_internal_ids(arr, tokens, path, field):
     order = np.argsort(rows, kind="stable")  # read the memory map in file order
     out[1 + order] = np.asarray(arr[rows[order]], dtype=np.float32)
     return out
+
+
+FEATURE_NORMS = ("l2", "none")
+
+
+def declared_feature_norms(value, declared):
+    """``{modality: 'l2' | 'none'}`` from the dataset yaml's ``item_feature_norm`` (``~`` = none
+    for all); ``declared`` are the modalities of ``item_feature_files``.  A one-line error names
+    the key and modality of anything else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"item_feature_norm: got {value!r}; expected a mapping modality: l2 | none")
+    out = {}
+    for m, how in value.items():
+        if m not in declared:
+            raise InputError(f"item_feature_norm: {m}: not a modality of item_feature_files ({', '.join(declared) or 'none'})")
+        how = "none" if how is None or how is False else str(how).lower()
+        if how not in FEATURE_NORMS:
+            raise InputError(f"item_feature_norm: {m}: {value[m]!r}; expected one of {', '.join(FEATURE_NORMS)}")
+        out[m] = how
+    return out
+
+
+def normalize_rows(arr, how):
+    """``arr`` (float32 ``[n, dim]``) scaled as ``how`` says, in place: ``l2`` divides every
+    non-zero row by its Euclidean norm (zero rows, e.g. PAD, stay zero); ``none`` leaves it."""
+    if how == "l2":
+        norms = np.linalg.norm(arr.astype(np.float64), axis=1, keepdims=True)
+        arr /= np.where(norms > 0, norms, 1.0).astype(arr.dtype)
+    return arr

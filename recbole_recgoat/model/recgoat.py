@@ -14,7 +14,8 @@ modalities, ``B`` batch):
 3. ``Z^m_I = GAT(W_m X^m)`` on the cosine kNN item-item graph of modality ``m``.
 4. ``Z^llm_U = GAT(W_u X^u)`` on the cosine kNN user-user graph.
 5. ``T_m(Z^m_I) = Z^m_I (d P*_m + Delta_m)``: entropic plan between the ``d`` dimensions of
-   ``Z^m_I`` and ``Z^cf_I`` (log-domain, no gradient) plus a learned residual.
+   ``Z^m_I`` and ``Z^cf_I`` of ALL items (log-domain, no gradient) plus a learned residual; every
+   training step recomputes it and evaluation scores with the last step's plan.
 6. ``z_i = LayerNorm(w_id Z^cf_I + sum_m w_m T_m(Z^m_I))`` (L2-normalised only with
    ``normalize_items: True``; the default is False); ``z_u = w_cf Z^cf_U + w_llm Z^llm_U``.
 7. ``L = BPR + lambda_reg L2 + lambda_cl L_CMCL + lambda_ot L_OAT`` with ``L_CMCL`` of Lemma 3.3
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from recbole.model.init import xavier_normal_initialization
 from recbole.model.loss import EmbLoss
 
+from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
 from recbole_recgoat.model.layers.alignment import cmcl, dimension_transport_map, exact_w1, lemma33_sides, sinkhorn_w1
 from recbole_recgoat.model.layers.attention import GATEncoder
@@ -39,6 +41,33 @@ from recbole_recgoat.model.layers.sparse import propagate
 
 FUSIONS = ("weighted", "sum", "concat")
 UI_GRAPHS = ("lightgcn", "gat")
+
+
+def initial_fusion_weights(init, keys):
+    """Initial fusion weights of ``keys`` (item side ``["id", *modalities]``, user side
+    ``["cf", "llm"]``) from ``fusion_init`` (``{key: weight}``); they sum to 1 for any key set.
+
+    Listed keys keep their values; the unlisted ones share ``1 - sum(listed)`` equally.  When
+    nothing is left (the listed values sum to >= 1 - 1e-6, or every key is listed), each unlisted key
+    gets the smallest listed value (no part starts at zero) and all are rescaled to sum 1, which
+    keeps the listed values' proportions.  Entries for keys not in ``keys`` are ignored.
+
+    Returns:
+        list[float]: one weight per key, in the order of ``keys``.
+    """
+    for k in keys:
+        if k in init and not float(init[k]) > 0:
+            raise InputError(f"fusion_init: {k}: {init[k]!r}; expected a weight > 0")
+    listed = {k: float(init[k]) for k in keys if k in init}
+    unlisted = [k for k in keys if k not in listed]
+    left = 1.0 - sum(listed.values())
+    if unlisted and left > 1e-6:
+        w = {**listed, **{k: left / len(unlisted) for k in unlisted}}
+    else:
+        fill = min(listed.values()) if listed else 1.0
+        w = {**listed, **{k: fill for k in unlisted}}
+    total = sum(w.values())
+    return [w[k] / total for k in keys]
 
 
 class RecGOAT(MultiModalRecommender):
@@ -92,15 +121,17 @@ class RecGOAT(MultiModalRecommender):
         # 5. adaptive transport map residuals
         if self.use_transport_map:
             self.delta = nn.ParameterDict({m: nn.Parameter(torch.zeros(d, d)) for m in self.modalities})
+            # d P*_m of the last training step (saved in checkpoints: the best model scores with its own map)
+            self.register_buffer("transport_plan", torch.zeros(len(self.modalities), d, d))
+            self.register_buffer("transport_plan_steps", torch.zeros((), dtype=torch.long))
         # 6. fusion
         if self.fusion == "weighted":
             init = config["fusion_init"] or {}
-            default = (1.0 - init.get("id", 0.15)) / len(self.modalities)
-            w = [init.get("id", 0.15)] + [init.get(m, default) for m in self.modalities]
+            w = initial_fusion_weights(init, ["id"] + self.modalities)
             self.fusion_weights = nn.Parameter(torch.tensor(w, dtype=torch.float32))
             self.item_norm = nn.LayerNorm(d)
             if self.use_user_graph:
-                self.user_fusion_weights = nn.Parameter(torch.tensor([1.0, init.get("llm", 0.1)], dtype=torch.float32))
+                self.user_fusion_weights = nn.Parameter(torch.tensor(initial_fusion_weights(init, ["cf", "llm"]), dtype=torch.float32))
         elif self.fusion == "concat":
             self.item_concat = nn.Linear(d * (1 + len(self.modalities)), d)
             if self.use_user_graph:
@@ -128,13 +159,15 @@ class RecGOAT(MultiModalRecommender):
 
         Training asks only for the batch's rows: LightGCN still propagates over the whole graph,
         but each GAT (one layer: a node sees only its neighbours) attends only along the edges
-        into the rows asked for, and the transport plan is estimated on those rows.  Evaluation
-        asks for everything.
+        into the rows asked for.  The transport plan always comes from ALL items (see
+        :meth:`_transport_plans`), so the rows do not depend on which others are asked for.
+        Evaluation asks for everything.
 
         Returns:
             tuple: ``z_u [U, d]``, ``z_i [I, d]`` (rows L2-normalised with ``normalize_items``), in
             the order of ``users`` / ``items``, and a dict of the parts, row-aligned the same way:
-            ``z_cf_u``, ``z_cf_i``, ``z_llm_u`` (or None), ``z_m`` ({m: Z^m_I}), ``t_m`` ({m: T_m(Z^m_I)}).
+            ``z_cf_u``, ``z_cf_i``, ``z_llm_u`` (or None), ``z_m`` ({m: Z^m_I}), ``t_m`` ({m: T_m(Z^m_I)}),
+            ``plan`` ({m: d P*_m [d, d]} used here, or None without the transport map).
         """
         user_ego = self.user_embedding.weight
         p_u = None
@@ -146,30 +179,58 @@ class RecGOAT(MultiModalRecommender):
             z_cf = self.ui_gat(ego, self.ui_edges)
         else:
             z_cf = propagate(self.adj_op, ego, self.n_ui_layers)
-        z_cf_u, z_cf_i = torch.split(z_cf, [self.n_users, self.n_items])
+        z_cf_u, z_cf_all = torch.split(z_cf, [self.n_users, self.n_items])
         if users is not None:
             z_cf_u = rows(z_cf_u, users)
-        if items is not None:
-            z_cf_i = rows(z_cf_i, items)
+        z_cf_i = z_cf_all if items is None else rows(z_cf_all, items)
 
         z_m = {m: self._attend(self.mm_gat[m], self.mm_proj[m](self.item_feats[m]), self.mm_edges[m], items) for m in self.modalities}
-        t_m = {m: z_m[m] @ (self._transport_map(m, z_m[m], z_cf_i) + self.delta[m]) for m in self.modalities} if self.use_transport_map else z_m
+        plans = self._transport_plans(z_cf_all, z_m, items) if self.use_transport_map else None
+        t_m = {m: z_m[m] @ (plans[m] + self.delta[m]) for m in self.modalities} if self.use_transport_map else z_m
         z_i = self._fuse_items(z_cf_i, [t_m[m] for m in self.modalities])
 
         z_llm_u = self._attend(self.user_gat, p_u, self.user_edges, users) if self.use_user_graph else None
         z_u = self._fuse_users(z_cf_u, z_llm_u)
-        return z_u, z_i, {"z_cf_u": z_cf_u, "z_cf_i": z_cf_i, "z_llm_u": z_llm_u, "z_m": z_m, "t_m": t_m}
+        return z_u, z_i, {"z_cf_u": z_cf_u, "z_cf_i": z_cf_i, "z_llm_u": z_llm_u, "z_m": z_m, "t_m": t_m, "plan": plans}
 
-    def _transport_map(self, m, z_m, z_cf_i):
-        """``d P*_m`` (no gradient).  In training, Sinkhorn starts from the previous batch's
-        potentials (same fixed point, fewer iterations); in evaluation it starts from scratch, so
-        scores depend on the parameters alone."""
-        if not self.training:
-            return dimension_transport_map(z_m, z_cf_i, self.plan_eps, self.ot_iters)
-        tmap, self._plan_potentials[m] = dimension_transport_map(
-            z_m, z_cf_i, self.plan_eps, self.ot_iters, warmstart=self._plan_potentials.get(m), return_potentials=True
-        )
-        return tmap
+    @torch.no_grad()
+    def _transport_plans(self, z_cf_all, z_m, items):
+        """``{m: d P*_m}`` (no gradient), always between the dimensions of ALL items' ``Z^m_I`` and
+        ``Z^cf_I``, so training and evaluation use one population.
+
+        Training: recomputed every step from the parameters at the start of the step (``Z^m_I``
+        of all items by a gradient-free GAT pass without dropout; Sinkhorn warm-started from the
+        previous step's potentials, same fixed point) and stored in ``transport_plan``.
+        Evaluation: the stored plan of the last training step, i.e. exactly the map training last
+        used (also after loading a checkpoint); before any training step, computed from all items
+        from scratch and not stored.
+        """
+        if not self.training and int(self.transport_plan_steps) > 0:
+            return {m: self.transport_plan[k] for k, m in enumerate(self.modalities)}
+        plans = {}
+        for k, m in enumerate(self.modalities):
+            full = z_m[m] if items is None and not self.training else self._all_items_modality(m)
+            if self.training:
+                plans[m], self._plan_potentials[m] = dimension_transport_map(
+                    full, z_cf_all, self.plan_eps, self.ot_iters, warmstart=self._plan_potentials.get(m), return_potentials=True
+                )
+                self.transport_plan[k].copy_(plans[m])
+            else:
+                plans[m] = dimension_transport_map(full, z_cf_all, self.plan_eps, self.ot_iters)
+        if self.training:
+            self.transport_plan_steps += 1
+        return plans
+
+    @torch.no_grad()
+    def _all_items_modality(self, m):
+        """``Z^m_I`` of all items, without gradient and without attention dropout (the GAT's mode is restored)."""
+        gat = self.mm_gat[m]
+        was_training = gat.training
+        gat.eval()
+        try:
+            return self._attend(gat, self.mm_proj[m](self.item_feats[m]), self.mm_edges[m], None)
+        finally:
+            gat.train(was_training)
 
     def _attend(self, gat, x, edge_index, targets):
         """``gat(x)`` at the rows ``targets`` (all when None), along the edges into them only, in
