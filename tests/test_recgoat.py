@@ -309,16 +309,21 @@ def test_knn_graphs_are_symmetric_self_looped_and_cosine_nearest(lfm):
             assert (r + 1, c) in pairs
 
 
-def test_batch_rows_equal_full_forward_rows(lfm):
-    """Training computes only the batch's rows; they equal the full forward's rows (attention
-    along the edges into those rows is all a one-layer GAT needs)."""
-    model, _ = _model(lfm, use_transport_map=False, gat_dropout=0.0)
+def _full_and_batch_forward(model):
+    """Eval mode, no gradient: ``(users, items, forward(), forward(users, items))`` for a fixed
+    handful of users and items."""
     model.eval()
     users = torch.tensor([1, 5, 17, 300, 1200])
     items = torch.tensor([2, 3, 99, 700, 1400])
     with torch.no_grad():
-        z_u, z_i, parts = model.forward()
-        zu_b, zi_b, parts_b = model.forward(users, items)
+        return users, items, model.forward(), model.forward(users, items)
+
+
+def test_batch_rows_equal_full_forward_rows(lfm):
+    """Training computes only the batch's rows; they equal the full forward's rows (attention
+    along the edges into those rows is all a one-layer GAT needs)."""
+    model, _ = _model(lfm, use_transport_map=False, gat_dropout=0.0)
+    users, items, (z_u, z_i, parts), (zu_b, zi_b, parts_b) = _full_and_batch_forward(model)
     assert torch.allclose(zu_b, z_u[users], atol=1e-6) and torch.allclose(zi_b, z_i[items], atol=1e-6)
     for m in model.modalities:
         assert torch.allclose(parts_b["z_m"][m], parts["z_m"][m][items], atol=1e-6)
@@ -396,12 +401,7 @@ def test_transport_map_one_population_for_training_and_evaluation(lfm):
         opt.zero_grad()
     assert int(model.transport_plan_steps) == 3
     last = model.transport_plan.clone()
-    model.eval()
-    users = torch.tensor([1, 5, 17, 300, 1200])
-    items = torch.tensor([2, 3, 99, 700, 1400])
-    with torch.no_grad():
-        z_u, z_i, parts = model.forward()
-        zu_b, zi_b, parts_b = model.forward(users, items)
+    users, items, (z_u, z_i, parts), (zu_b, zi_b, parts_b) = _full_and_batch_forward(model)
     for k, m in enumerate(model.modalities):  # scoring uses the last training step's plan
         assert torch.equal(parts["plan"][m], last[k]) and torch.equal(parts_b["plan"][m], last[k])
         assert torch.allclose(parts["t_m"][m], parts["z_m"][m] @ (last[k] + model.delta[m]), atol=1e-5)
