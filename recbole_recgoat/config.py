@@ -14,35 +14,22 @@ pairs explicitly as ``cmd_args`` (so a test runner's flags cannot leak into a mo
 
 import os
 
-import yaml
 from recbole.config import Config as RecBoleConfig
+from recbole.evaluator import metric_types
 from recbole.utils import ModelType
 
+from recbole_recgoat.config_rules import check_values, internal_yaml_files, known_keys, load_yaml  # noqa: F401
+from recbole_recgoat.config_rules import unknown_key_message
 from recbole_recgoat.distributed import rank_device
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import BUNDLED_DATA_DIR, bundled_datasets, configured_datasets
-from recbole_recgoat.paths import dataset_configs_dir, properties_dir
 from recbole_recgoat.threads import thread_count_setting
 from recbole_recgoat.utils.allocator import reuse_setting
-from recbole_recgoat.utils.registry import get_model
+from recbole_recgoat.utils.registry import get_model, plugin_models
 
 DEFAULT_DATASET = "lastfm-2k"
-RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.realpath(__import__("recbole").__file__)), "properties")
 # RecBole 1.2.1's evaluator crashes on these (its collector never gathers the data they need): refuse them up front.
 UNSUPPORTED_METRICS = {"itemcoverage", "giniindex", "averagepopularity", "tailpercentage"}
-
-
-def load_yaml(path):
-    """A yaml file read as the Config reads its files (RecBole's loader: ``1e-05`` is a float);
-    ``{}`` for an empty file; a one-line error for a missing or malformed one."""
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            content = yaml.load(f.read(), Loader=RecBoleConfig._build_yaml_loader(None))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file; expected a yaml file") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid yaml ({exc.__class__.__name__})") from None
-    return {} if content is None else content
 
 
 def convert_value(text):
@@ -100,17 +87,7 @@ class Config(RecBoleConfig):
                 "protocol (full ranking of implicit feedback) runs general recommenders only"
             )
         self.internal_config_dict = dict()
-        ours = properties_dir()
-        files = [  # (yaml, whether its keys are dataset parameters), lowest precedence first
-            (os.path.join(RECBOLE_PROPERTIES, "overall.yaml"), False),
-            (os.path.join(RECBOLE_PROPERTIES, "dataset", "sample.yaml"), True),
-            (str(ours / "overall.yaml"), False),
-            (os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml"), False),
-            (str(ours / "model" / f"{model}.yaml"), False),
-            (os.path.join(RECBOLE_PROPERTIES, "dataset", f"{dataset}.yaml"), True),
-            (str(dataset_configs_dir() / f"{dataset}.yaml"), True),
-        ]
-        for path, dataset_keys in files:
+        for path, dataset_keys in internal_yaml_files(model, dataset):
             if os.path.isfile(path):
                 content = self._update_internal_config_dict(path)
                 if content and dataset_keys:
@@ -118,8 +95,16 @@ class Config(RecBoleConfig):
         self.internal_config_dict["MODEL_TYPE"] = model_class.type
 
     def _set_default_parameters(self):
+        self._check_external_input()
+        given_path = self.external_config_dict.get("data_path")
         super()._set_default_parameters()
         cfg = self.final_config_dict
+        if given_path is not None:  # the user's data_path is used as given, never replaced by a fallback
+            cfg["data_path"] = os.path.join(str(given_path), self.dataset)
+            if not os.path.isdir(given_path):
+                raise InputError(f"data_path: {given_path} does not exist; expected a folder holding {self.dataset}/")
+            if not os.path.isdir(cfg["data_path"]):
+                raise InputError(f"data_path: no folder {cfg['data_path']}; expected the atomic files of {self.dataset} there")
         data_dir = cfg["data_path"]
         if not os.path.isdir(data_dir) and self.dataset in bundled_datasets():
             cfg["data_path"] = str(BUNDLED_DATA_DIR / self.dataset)
@@ -134,12 +119,38 @@ class Config(RecBoleConfig):
         cfg["cpu_threads"] = thread_count_setting(cfg["cpu_threads"])
         if str(cfg["load_features"]).lower() == "auto":
             cfg["load_features"] = bool(getattr(self.model_class, "uses_features", False))
-        for metric in cfg["metrics"]:
+
+    def _check_external_input(self):
+        """Unknown keys (unless ``allow_unknown_keys``), then every value against
+        ``properties/rules.yaml``, then the metrics: all before any data loads or file is written."""
+        cfg = self.final_config_dict
+        known = known_keys(self.model, self.dataset)
+        self.unknown_keys = sorted(k for k in self.external_config_dict if k not in known)
+        allow = cfg.get("allow_unknown_keys")
+        if not isinstance(allow, bool):
+            raise InputError(f"allow_unknown_keys: got {allow!r}; expected True or False")
+        if self.unknown_keys and not allow:
+            key = self.unknown_keys[0]
+            owners = [m for m in plugin_models() if m != self.model and key in known_keys(m, self.dataset)]
+            raise InputError(unknown_key_message(key, known, where=f"--model={self.model}", owners=owners))
+        check_values(cfg, self.model in plugin_models())
+        metrics = [cfg["metrics"]] if isinstance(cfg["metrics"], str) else list(cfg["metrics"])
+        for metric in metrics:
             if metric.lower() in UNSUPPORTED_METRICS:
                 raise InputError(
                     f"metrics: {metric} is not offered (RecBole 1.2.1's collector crashes on it); "
                     "expected ranking metrics such as Recall, NDCG, Precision, MAP, Hit, MRR"
                 )
+            if metric.lower() not in metric_types:
+                raise InputError(f"metrics: unknown metric {metric!r}; expected some of {', '.join(sorted(set(metric_types) - UNSUPPORTED_METRICS))}")
+        topk = [cfg["topk"]] if isinstance(cfg["topk"], int) else list(cfg["topk"])
+        name, _, k = str(cfg["valid_metric"]).partition("@")
+        computed = {m.lower() for m in metrics}
+        if name.lower() not in computed or (k and (not k.isdigit() or int(k) not in topk)):
+            raise InputError(
+                f"valid_metric: {cfg['valid_metric']!r} is not computed; expected <metric>@<k> with the metric in "
+                f"metrics ({', '.join(metrics)}) and k in topk ({', '.join(str(t) for t in topk)})"
+            )
 
     # -- device ----------------------------------------------------------------------------
     def _init_device(self):

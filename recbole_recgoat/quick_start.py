@@ -20,8 +20,10 @@ from recbole.utils import set_color
 from recbole_recgoat import threads
 from recbole_recgoat.config import Config
 from recbole_recgoat.data.dataset import MultiModalDataset
+from recbole_recgoat.data.inter_files import unseen_summary
 from recbole_recgoat.distributed import join_process_group, launch
-from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.errors import InputError
+from recbole_recgoat.trainer import get_trainer, read_checkpoint
 from recbole_recgoat.utils.allocator import reuse_freed_memory, wants_reuse
 from recbole_recgoat.utils.environment import versions
 
@@ -83,19 +85,25 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
     threads.apply_thread_count(config["cpu_threads"])
     join_process_group(config)  # a rank of a multi-process run: before any dataloader exists
     init_seed(config["seed"], config["reproducibility"])
+    ds = create_dataset(config)  # validated: bad input stops here, before any file is written
     # RecBole's trainer creates it with the same racy check as the log directory (see init_logger)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
-    ds = create_dataset(config)
     if wants_reuse(config["reuse_freed_memory"], ds.user_num + ds.item_num + ds.inter_num):
         reuse_freed_memory()
     logfile = init_logger(config) if log else None
     logger = getLogger()
     logger.info(threads.describe())
+    if getattr(config, "unknown_keys", None):
+        logger.warning(f"allow_unknown_keys: True: keys no yaml declares, accepted as given: {', '.join(config.unknown_keys)}")
     logger.info(config)
     logger.info(ds)
     resolve_eval_batch_size(config, ds)
     train_data, valid_data, test_data = data_preparation(config, ds)
     train_data = resolve_train_batch_size(config, train_data)
+    splits = {"valid": valid_data._dataset, "test": test_data._dataset}
+    notes = list(getattr(ds, "load_notes", [])) + unseen_summary(train_data._dataset, splits, ds.uid_field, ds.iid_field)
+    for level, line in notes:
+        getattr(logger, level)(line)
     return config, ds, train_data, valid_data, test_data, logfile
 
 
@@ -232,26 +240,37 @@ def _jsonable(value):
 def load_data_and_model(model_file):
     """Rebuild config, data and model from a checkpoint written by :func:`run`.
 
+    A missing, truncated or foreign file is a one-line :class:`~recbole_recgoat.errors.InputError`
+    naming it (:func:`recbole_recgoat.trainer.read_checkpoint`).
+
     Returns:
         tuple: ``(config, model, dataset, train_data, valid_data, test_data)``; the model holds the
         checkpoint's parameters and is in eval mode.
     """
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(model_file)
     saved = checkpoint["config"]
-    config_dict = {k: v for k, v in saved.final_config_dict.items() if k not in _DERIVED_KEYS}
+    config_dict = {k: v for k, v in saved.final_config_dict.items() if k not in DERIVED_KEYS}
     config_dict["data_path"] = os.path.dirname(os.path.normpath(saved["data_path"]))
+    neg = config_dict.get("train_neg_sample_args")
+    if isinstance(neg, dict) and neg.get("distribution") == "none":  # RecBole's own spelling of "no negatives"
+        config_dict["train_neg_sample_args"] = None
     config, ds, train_data, valid_data, test_data, _ = prepare(
         saved["model"], saved["dataset"], config_dict=config_dict, log=False
     )
     model = build_model(config, train_data)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"{model_file}: parameters do not fit {saved['model']} on {saved['dataset']} ({first}); "
+                         "expected a checkpoint of this data and configuration") from None
     model.load_other_parameter(checkpoint.get("other_parameter"))
     model.eval()
     return config, model, ds, train_data, valid_data, test_data
 
 
 # Keys RecBole derives itself; passing them back in would fight its own derivation.
-_DERIVED_KEYS = {
+DERIVED_KEYS = {
     "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "single_spec", "local_rank",
-    "valid_neg_sample_args", "test_neg_sample_args", "data_path", "model", "dataset",
+    "valid_neg_sample_args", "test_neg_sample_args", "data_path", "model", "dataset", "valid_metric_bigger",
 }

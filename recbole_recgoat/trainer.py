@@ -35,7 +35,28 @@ from recbole.evaluator.collector import Collector
 from recbole.utils import get_local_time, set_color
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_recgoat.errors import InputError
 from recbole_recgoat.utils.profiling import PeakMemory
+
+
+def read_checkpoint(path, map_location="cpu"):
+    """A checkpoint written by the plugin's trainer (``weights_only=False``: RecBole pickles its
+    Config), or a one-line :class:`InputError` naming ``path`` when it is missing, truncated, not a
+    torch file or a torch file of something else."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such checkpoint file; expected a .pth written by a run (saved/ or checkpoint_dir)")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, garbage bytes, pickles of missing classes: one answer
+        why = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise InputError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}{': ' + why if why else ''}); "
+                         "expected a complete .pth written by a run") from None
+    missing = [k for k in ("config", "state_dict") if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing or not hasattr(checkpoint["config"], "final_config_dict"):
+        raise InputError(f"{path}: a torch file without {', '.join(missing) or 'a RecBole config'}; expected a checkpoint "
+                         "written by a run of this package (config, state_dict, epoch)")
+    return checkpoint
 
 
 class UserCollector(Collector):
@@ -147,11 +168,14 @@ class PluginTrainerMixin:
 
     # -- checkpoints -----------------------------------------------------------------------
     def _read_checkpoint(self, path):
-        return torch.load(path, map_location=self.device, weights_only=False)
+        return read_checkpoint(path, map_location=self.device)
 
     def resume_checkpoint(self, resume_file):
         """Resume training from ``resume_file`` (model, optimizer, epoch and early-stopping state)."""
         checkpoint = self._read_checkpoint(str(resume_file))
+        missing = [k for k in ("epoch", "cur_step", "best_valid_score", "optimizer") if k not in checkpoint]
+        if missing:
+            raise InputError(f"{resume_file}: no {', '.join(missing)}; expected a checkpoint a run wrote while training")
         self.saved_model_file = str(resume_file)
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
@@ -210,10 +234,13 @@ class PluginTrainerMixin:
         if any(len(v) != len(users) for v in out.values()):
             warnings.warn("per-user metrics: row count differs from the user count; not stored")
             return None
-        places = int(self.config["metric_decimal_place"])
+        # RecBole reports each metric rounded to metric_decimal_place: the mean may differ from it by
+        # half a unit of the last place (0.073750 vs 0.0738), never more (then the pairing is wrong)
+        tolerance = 0.5 * 10.0 ** -int(self.config["metric_decimal_place"]) + 1e-9
         for name, values in out.items():
-            if name in result and round(float(values.mean()), places) != round(float(result[name]), places):
-                warnings.warn(f"per-user {name}: mean {values.mean():.6f} != {result[name]}; not stored")
+            if name in result and abs(float(values.mean()) - float(result[name])) > tolerance:
+                warnings.warn(f"per-user {name}: mean {values.mean():.6f} != {result[name]} beyond the rounding "
+                              f"(+-{tolerance:.2g}); not stored")
                 return None
         out["user"] = np.asarray(dataset.field2id_token[dataset.uid_field])[users].astype(str)
         return out

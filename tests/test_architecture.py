@@ -20,7 +20,7 @@ MAX_LINES = 400
 # lowest first; each entry lists module prefixes (relative to the package)
 LAYERS = [
     ("base", ["errors", "paths", "threads", "lifetime", "compat", "speed_patches", "utils"]),
-    ("config", ["distributed", "config"]),
+    ("config", ["distributed", "config_rules", "config"]),
     ("dataset", ["data"]),
     ("graphs", ["model.layers"]),
     ("model", ["model"]),

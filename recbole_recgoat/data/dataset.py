@@ -32,6 +32,7 @@ from recbole_recgoat.data.feature_files import (
     normalize_rows,
     resolve_feature_path,
 )
+from recbole_recgoat.data.inter_files import check_inter_files
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import BUNDLED_DATA_DIR
 
@@ -40,6 +41,7 @@ class MultiModalDataset(Dataset):
     """RecBole dataset + per-modality item feature matrices + optional user feature matrix."""
 
     def __init__(self, config):
+        self.load_notes = []  # (level, line) for the run's log: what loading found worth saying
         super().__init__(config)
         self.item_features = OrderedDict()
         self.user_features = None
@@ -47,6 +49,10 @@ class MultiModalDataset(Dataset):
         self.item_feature_norm = {}
         if config["load_features"]:
             self._load_features()
+
+    def _load_inter_feat(self, token, dataset_path):
+        check_inter_files(self.config, token, dataset_path)  # one-line errors instead of RecBole's tracebacks
+        super()._load_inter_feat(token, dataset_path)
 
     # -- paths -----------------------------------------------------------------------------
     def _search_dirs(self):
@@ -88,6 +94,7 @@ class MultiModalDataset(Dataset):
         for m, (path, arr) in loaded.items():
             self.item_feature_norm[m] = norms.get(m, "none")
             aligned = normalize_rows(align_to_internal_ids(arr, tokens, path, self.iid_field), self.item_feature_norm[m])
+            self._check_spread(aligned, path, f"item feature '{m}'", "items")
             self.item_features[m] = torch.from_numpy(aligned)
             self.feature_files[m] = path
         user_file = self.config["user_feature_file"]
@@ -95,8 +102,21 @@ class MultiModalDataset(Dataset):
             path = resolve_feature_path(user_file, self._search_dirs())
             arr = load_matrix(path, self.config["user_feature_dim"], what="user feature")
             tokens = self.field2id_token[self.uid_field]
-            self.user_features = torch.from_numpy(align_to_internal_ids(arr, tokens, path, self.uid_field))
+            aligned = align_to_internal_ids(arr, tokens, path, self.uid_field)
+            self._check_spread(aligned, path, "user feature", "users")
+            self.user_features = torch.from_numpy(aligned)
             self.feature_files["user"] = path
+
+    def _check_spread(self, aligned, path, what, rows_are):
+        """A matrix whose rows (PAD excluded) are all equal carries no information: an error.
+        All-zero rows are counted in a warning (cosine kNN leaves them without neighbours)."""
+        rows = aligned[1:]
+        if len(rows) > 1 and float((rows.max(axis=0) - rows.min(axis=0)).max()) == 0.0:
+            raise InputError(f"{path}: {what} is constant (all {len(rows)} rows of the {rows_are} equal); "
+                             f"expected features that differ between {rows_are}")
+        zero = int((~rows.any(axis=1)).sum())
+        if zero:
+            self.load_notes.append(("warning", f"{path}: {what}: {zero} of {len(rows)} {rows_are} have an all-zero row"))
 
     def __str__(self):
         info = [super().__str__()]

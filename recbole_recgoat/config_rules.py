@@ -1,0 +1,190 @@
+"""What a config may contain: the known keys of a model on a dataset, and the allowed values.
+
+Known keys (:func:`known_keys`) are the keys of the yaml files the Config layers for the model and
+dataset (RecBole's ``overall.yaml`` and dataset yamls, ``properties/overall.yaml``, RecBole's and
+the plugin's ``model/<Model>.yaml``), the keys of every ``dataset_configs/*.yaml`` (dataset keys
+such as ``item_text`` hold for a dataset of the user's own too), and :data:`CODE_READ_KEYS`, the
+keys RecBole or the plugin read in code without a yaml default.  An unknown key is an error that
+names it and the closest known keys (``difflib``), unless ``allow_unknown_keys: True`` (research
+forks whose model reads keys of its own).
+
+Allowed values are declared once, in ``properties/rules.yaml`` (its header describes a rule), and
+checked by :func:`check_values`.
+"""
+
+import difflib
+import os
+from functools import lru_cache
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+
+from recbole_recgoat.errors import InputError
+from recbole_recgoat.paths import dataset_configs_dir, properties_dir
+
+RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.realpath(__import__("recbole").__file__)), "properties")
+
+# Keys read in code (RecBole 1.2.1 or this package) that no yaml declares; they are accepted from a user.
+CODE_READ_KEYS = frozenset({
+    "model", "dataset",                                   # the run's names (also --model / --dataset)
+    "encoding",                                           # RecBole's atomic-file encoding (None = utf-8)
+    "verbose", "tail_ratio", "eta", "token_num_threshold",  # read by RecBole's trainer / metrics
+    "nproc", "world_size", "ip", "port", "offset",        # distributed runs (RecBole's names)
+    # derived by RecBole's Config itself (a saved config carries them)
+    "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device", "local_rank", "single_spec",
+    "valid_neg_sample_args", "test_neg_sample_args", "valid_metric_bigger",
+})
+
+
+def load_yaml(path):
+    """A yaml file read as the Config reads its files (RecBole's loader: ``1e-05`` is a float);
+    ``{}`` for an empty file; a one-line error for a missing or malformed one (with its line)."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            content = yaml.load(f.read(), Loader=RecBoleConfig._build_yaml_loader(None))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; expected a yaml file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder; expected a yaml file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not text (not UTF-8); expected a yaml file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise InputError(f"{path}: not valid yaml{where} ({problem})") from None
+    return {} if content is None else content
+
+
+def internal_yaml_files(model, dataset):
+    """``[(path, whether its keys are dataset parameters)]`` the Config layers, lowest first."""
+    ours = properties_dir()
+    return [
+        (os.path.join(RECBOLE_PROPERTIES, "overall.yaml"), False),
+        (os.path.join(RECBOLE_PROPERTIES, "dataset", "sample.yaml"), True),
+        (str(ours / "overall.yaml"), False),
+        (os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml"), False),
+        (str(ours / "model" / f"{model}.yaml"), False),
+        (os.path.join(RECBOLE_PROPERTIES, "dataset", f"{dataset}.yaml"), True),
+        (str(dataset_configs_dir() / f"{dataset}.yaml"), True),
+    ]
+
+
+@lru_cache(maxsize=None)
+def _yaml_keys(path):
+    if not os.path.isfile(path):
+        return frozenset()
+    content = load_yaml(path)
+    return frozenset(content) if isinstance(content, dict) else frozenset()
+
+
+@lru_cache(maxsize=None)
+def dataset_keys():
+    """Keys of every dataset yaml (RecBole's ``dataset/*.yaml`` and ``dataset_configs/*.yaml``)."""
+    keys = set()
+    folders = [os.path.join(RECBOLE_PROPERTIES, "dataset"), str(dataset_configs_dir())]
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".yaml") and not name.endswith("url.yaml"):
+                keys |= _yaml_keys(os.path.join(folder, name))
+    return frozenset(keys)
+
+
+def known_keys(model, dataset):
+    """Every key a config of ``model`` (class name) on ``dataset`` may set."""
+    keys = set(CODE_READ_KEYS) | dataset_keys()
+    for path, _ in internal_yaml_files(model, dataset):
+        keys |= _yaml_keys(path)
+    return keys
+
+
+def unknown_key_message(key, known, where="config", owners=()):
+    """One line: ``key`` is unknown, the closest known keys (or the models that know it), and the
+    escape hatch."""
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "no known key is close"
+    if owners:
+        hint = f"a key of {', '.join(owners)}, not of this model" + (f"; or did you mean {', '.join(close)}?" if close else "")
+    return (f"{where}: unknown key '{key}' ({hint}); expected a key of RecBole's or this package's yaml "
+            "(properties/, dataset_configs/); allow_unknown_keys: True accepts it")
+
+
+def check_keys(keys, model, dataset, where="config"):
+    """Raise for the first of ``keys`` that ``model`` on ``dataset`` does not know."""
+    known = known_keys(model, dataset)
+    for key in keys:
+        if key not in known:
+            raise InputError(unknown_key_message(key, known, where))
+
+
+# -- values ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def value_rules():
+    """``{'protocol': {key: rule}, 'plugin': {key: rule}}`` from ``properties/rules.yaml``."""
+    path = properties_dir() / "rules.yaml"
+    doc = load_yaml(str(path))
+    return {section: dict(doc.get(section) or {}) for section in ("protocol", "plugin")}
+
+
+_TYPES = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, (list, tuple)),
+    "dict": lambda v: isinstance(v, dict),
+}
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "True or False", "str": "a string",
+               "list": "a list", "dict": "a mapping"}
+
+
+def _same(a, b):
+    return a.lower() == b.lower() if isinstance(a, str) and isinstance(b, str) else a == b
+
+
+def describe_rule(rule):
+    """``rule`` in words: ``an integer >= 1, or auto``."""
+    types = rule.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    text = " or ".join(_TYPE_WORDS[t] for t in types) or "a value"
+    if rule.get("choices") is not None:
+        text = "one of " + ", ".join(str(c) for c in rule["choices"])
+    bounds = [f"{op} {rule[k]}" for k, op in (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<")) if k in rule]
+    if bounds:
+        text += " " + " and ".join(bounds)
+    if rule.get("items"):
+        text += f" (each element {describe_rule(rule['items'])})"
+    extra = [str(a) for a in rule.get("also") or []] + (["~"] if rule.get("nullable") else [])
+    return text + (", or " + " or ".join(extra) if extra else "")
+
+
+def value_ok(value, rule):
+    """Whether ``value`` passes ``rule``."""
+    if value is None:
+        return bool(rule.get("nullable"))
+    if any(_same(value, a) for a in rule.get("also") or []):
+        return True
+    types = rule.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    if types and not any(_TYPES[t](value) for t in types):
+        return False
+    if rule.get("choices") is not None and not any(_same(value, c) for c in rule["choices"]):
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if ("min" in rule and value < rule["min"]) or ("max" in rule and value > rule["max"]):
+            return False
+        if ("gt" in rule and value <= rule["gt"]) or ("lt" in rule and value >= rule["lt"]):
+            return False
+    if rule.get("items") and isinstance(value, (list, tuple)):
+        return all(value_ok(v, rule["items"]) for v in value)
+    return True
+
+
+def check_values(config_dict, plugin_model):
+    """Raise for the first key of ``config_dict`` whose value breaks its rule."""
+    rules = dict(value_rules()["protocol"])
+    if plugin_model:
+        rules.update(value_rules()["plugin"])
+    for key, rule in rules.items():
+        if key in config_dict and not value_ok(config_dict[key], rule):
+            raise InputError(f"{key}: got {config_dict[key]!r}; expected {describe_rule(rule)}")
