@@ -4,10 +4,14 @@
 
 Every ``--key=value`` that is not one of the named flags is a config override (highest
 precedence, as in RecBole).  Prints the best validation and the test metrics as a table.
+
+Exit status (every command of the package): 0 success, 2 bad input (one ``error: ...`` line on
+stderr naming the key, file or field; nothing written), 1 internal error (a traceback).
 """
 
 import argparse
 import json
+import os
 import sys
 
 from recbole_recgoat.errors import InputError
@@ -28,6 +32,8 @@ def build_parser():
     parser.add_argument("--port", default="5678", help="port of the rank-0 machine")
     parser.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
     parser.add_argument("--result_json", default=None, help="also write the result record to this file")
+    parser.add_argument("--checkpoint", default=None, help="re-score the test split of this checkpoint (.pth) and exit; "
+                        "no training (its own config is used)")
     return parser
 
 
@@ -64,12 +70,33 @@ def format_table(result):
     return "\n".join(lines)
 
 
+def format_test_table(result):
+    """Metric table of a re-scored checkpoint: one row per test metric."""
+    test = result["test_result"]
+    width = max([len(n) for n in test] + [6])
+    lines = [f"{result['model']} on {result['dataset']} (seed {result['seed']}), checkpoint {result['checkpoint']}",
+             f"{'metric':<{width}}  {'test':>8}", f"{'-' * width}  {'-' * 8}"]
+    return "\n".join(lines + [f"{n:<{width}}  {v:>8.4f}" for n, v in test.items()])
+
+
 def main(argv=None):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
         cmd_args = parse_overrides(extra)
+        if args.result_json and not os.path.isdir(os.path.dirname(os.path.abspath(args.result_json))):
+            raise InputError(f"--result_json={args.result_json}: no folder {os.path.dirname(os.path.abspath(args.result_json))}; "
+                             "expected a file in an existing folder")
         config_files = args.config_files.split() if args.config_files else None
+        if args.checkpoint:
+            if cmd_args or config_files:
+                raise InputError("--checkpoint: re-scores with the checkpoint's own config; expected no --config_files "
+                                 f"or --key=value (got {', '.join(['--config_files'] * bool(config_files) + list(cmd_args))})")
+            from recbole_recgoat.quick_start import evaluate_checkpoint
+
+            result = evaluate_checkpoint(args.checkpoint)
+            print(format_test_table(result))
+            return 0
         from recbole_recgoat.quick_start import run_any
 
         result = run_any(

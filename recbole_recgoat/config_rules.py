@@ -134,7 +134,7 @@ _TYPES = {
     "list": lambda v: isinstance(v, (list, tuple)),
     "dict": lambda v: isinstance(v, dict),
 }
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "True or False", "str": "a string",
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "a bool", "str": "a string",
                "list": "a list", "dict": "a mapping"}
 
 
@@ -143,19 +143,23 @@ def _same(a, b):
 
 
 def describe_rule(rule):
-    """``rule`` in words: ``an integer >= 1, or auto``."""
+    """``rule`` in words: ``an integer >= 1 or auto``, ``True, False or auto``."""
     types = rule.get("type")
     types = [types] if isinstance(types, str) else list(types or [])
-    text = " or ".join(_TYPE_WORDS[t] for t in types) or "a value"
     if rule.get("choices") is not None:
-        text = "one of " + ", ".join(str(c) for c in rule["choices"])
-    bounds = [f"{op} {rule[k]}" for k, op in (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<")) if k in rule]
-    if bounds:
-        text += " " + " and ".join(bounds)
-    if rule.get("items"):
-        text += f" (each element {describe_rule(rule['items'])})"
-    extra = [str(a) for a in rule.get("also") or []] + (["~"] if rule.get("nullable") else [])
-    return text + (", or " + " or ".join(extra) if extra else "")
+        parts = ["one of " + ", ".join(str(c) for c in rule["choices"])]
+    elif types == ["bool"]:
+        parts = ["True", "False"]
+    else:
+        text = " or ".join(_TYPE_WORDS[t] for t in types) or "a value"
+        bounds = [f"{op} {rule[k]}" for k, op in (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<")) if k in rule]
+        if bounds:
+            text += " " + " and ".join(bounds)
+        if rule.get("items"):
+            text += f" (each element {describe_rule(rule['items'])})"
+        parts = [text]
+    parts += [str(a) for a in rule.get("also") or []] + (["~"] if rule.get("nullable") else [])
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
 def value_ok(value, rule):

@@ -269,6 +269,16 @@ def load_data_and_model(model_file):
     return config, model, ds, train_data, valid_data, test_data
 
 
+def evaluate_checkpoint(model_file):
+    """Re-score the test split with the parameters of a checkpoint (no training): ``{'model',
+    'dataset', 'seed', 'checkpoint', 'test_result'}``."""
+    config, model, ds, _, _, test_data = load_data_and_model(model_file)
+    trainer = get_trainer(config.model_class)(config, model)
+    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    return {"model": config["model"], "dataset": config["dataset"], "seed": config["seed"],
+            "checkpoint": str(model_file), "test_result": {k: float(v) for k, v in (result or {}).items()}}
+
+
 # Keys RecBole derives itself; passing them back in would fight its own derivation.
 DERIVED_KEYS = {
     "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "single_spec", "local_rank",

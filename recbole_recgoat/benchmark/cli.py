@@ -159,7 +159,7 @@ def cmd_run(args, doc):
     store = _store(args, doc)
     entries = build_entries(_listify(_pick(args.models, doc, "models")), _variants(args, doc))
     datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
-    check_keys(entries, datasets[0])
+    check_keys(entries, datasets[0], overrides=_overrides(args, doc))
     seeds = args.seed_list if args.seed_list else _pick(args.seeds, doc, "seeds", 1)
     seeds = parse_seeds(seeds, _pick(args.base_seed, doc, "base_seed", BASE_SEED))
     use_tuned = _pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune")))

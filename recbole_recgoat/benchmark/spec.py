@@ -21,7 +21,8 @@ overrides (what ``--key=value`` is on ``run_recbole.py``) plus the cell's ``seed
 import os
 from dataclasses import dataclass, field
 
-from recbole_recgoat.config import Config, convert_value
+from recbole_recgoat.config import convert_value
+from recbole_recgoat.config_rules import known_keys, unknown_key_message
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.utils.io import file_sha256, json_sha256
 
@@ -175,30 +176,24 @@ def build_entries(models, variants=None):
 
 
 def known_config_keys(model, dataset=DEFAULT_DATASET):
-    """Every key of ``model``'s final config (RecBole's and the plugin's defaults) on ``dataset``."""
-    return set(Config(model, dataset).final_config_dict)
+    """Every key a config of ``model`` on ``dataset`` may set (:func:`recbole_recgoat.config_rules.known_keys`)."""
+    return known_keys(canonical_model(model), dataset or DEFAULT_DATASET)
 
 
-def check_keys(entries, dataset=DEFAULT_DATASET, search_spaces=None):
-    """Refuse variant overrides and search-space parameters that are no config key of their model.
+def check_keys(entries, dataset=DEFAULT_DATASET, search_spaces=None, overrides=None):
+    """Refuse variant overrides, search-space parameters and benchmark-wide ``overrides`` that are
+    no config key of their model, before any cell runs.
 
-    RecBole accepts any key silently, so a misspelt ablation switch would give a "variant"
-    identical to its model; a key must exist in the model's yaml defaults to be varied.
+    A misspelt ablation switch would otherwise give a "variant" identical to its model (the run
+    itself refuses it too, but only when the cell starts).
     """
-    cache = {}
-    problems = []
     items = [(e.model, f"variants: {e.name}", k) for e in entries for k in e.overrides]
     items += [(m, f"search_space of {m}", k) for m, space in (search_spaces or {}).items() for k in space]
+    items += [(e.model, f"overrides (for {e.name})", k) for e in entries for k in (overrides or {})]
     for model, where, key in items:
-        if model not in cache:
-            cache[model] = known_config_keys(model, dataset)
-        if key not in cache[model]:
-            problems.append(f"{where}: {key}")
-    if problems:
-        raise InputError(
-            f"{'; '.join(problems)}: not a config key of the model (absent from its yaml defaults), so it would "
-            "change nothing; expected a key of properties/model/<Model>.yaml or RecBole's config"
-        )
+        known = known_config_keys(model, dataset)
+        if key not in known and not (overrides or {}).get("allow_unknown_keys"):
+            raise InputError(unknown_key_message(key, known, where))
 
 
 def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tuned=None):

@@ -4,7 +4,8 @@ Layout (``<store>/``)::
 
     records.jsonl            one line per finished cell (the only source of the leaderboard)
     per_user/<key>.npz       per-user test metrics of that cell (user tokens + one array per metric)
-    checkpoints/<key>/       the cell's own RecBole checkpoint_dir
+    checkpoints/<key>/       the cell's own RecBole checkpoint_dir (a rerun of the cell first removes
+                             what a killed attempt left there)
     tuned/<model>-<dataset>.yaml     chosen hyper-parameters (``tune``), read by ``run --use-tuned``
     tuning/<model>-<dataset>-<tune_key>.jsonl   every tuning trial (validation results only)
     runs.log                 one ``start <key> <pid> <time>`` line per cell attempt (audit)
@@ -100,6 +101,16 @@ def read_lines(path):
     return out, stats
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class Store:
     """A results store directory (see the module docstring)."""
 
@@ -116,6 +127,24 @@ class Store:
 
     def checkpoint_dir(self, key):
         return self.root / "checkpoints" / key
+
+    def clean_checkpoints(self, key):
+        """Remove the ``.pth`` files a killed attempt of cell ``key`` left in its checkpoint folder
+        (called when the cell is run again); a file whose writer (the pid in its name, see
+        :class:`recbole_recgoat.trainer.PluginTrainerMixin`) still runs on this host is kept.
+        Returns the names removed."""
+        folder = self.checkpoint_dir(key)
+        if not folder.is_dir():
+            return []
+        removed = []
+        for path in sorted(folder.glob("*.pth")):
+            parts = path.stem.split("-")
+            pid = int(parts[-2]) if len(parts) >= 2 and parts[-2].isdigit() else None
+            if pid is not None and pid != os.getpid() and _alive(pid):
+                continue
+            path.unlink()
+            removed.append(path.name)
+        return removed
 
     def tuned_path(self, model, dataset):
         return self.root / "tuned" / f"{model}-{dataset}.yaml"

@@ -39,6 +39,13 @@ def run_cell(cell, store_root=None, threads=None):
         except OSError:  # a remote worker without the store's folder
             pass
     checkpoint_dir = store.checkpoint_dir(cell.key) if store is not None else os.path.join("saved", cell.key)
+    if store is not None:
+        try:
+            stale = store.clean_checkpoints(cell.key)  # a killed attempt's checkpoint is never mistaken for this one's
+            if stale:
+                store.log_event("cleaned", cell.key, files=",".join(stale))
+        except OSError:  # a remote worker without the store's folder
+            pass
     started = time.time()
     try:
         result = quick_start.run(**cell.run_kwargs(checkpoint_dir), per_user=True)

@@ -13,6 +13,7 @@ existing file is never overwritten (every target is checked before anything is w
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -70,7 +71,11 @@ def read_mmrec_inter(inter_file, user_col="userID", item_col="itemID", label_col
     """Read an MMRec ``.inter``; returns ``{split: DataFrame[user_id, item_id, (rating, timestamp)]}``."""
     if not os.path.isfile(inter_file):
         raise InputError(f"{inter_file}: file not found; expected an MMRec .inter (TSV with {user_col}, {item_col}, {label_col})")
-    frame = pd.read_csv(inter_file, sep="\t", dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(inter_file, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        why = " ".join(str(exc).split())[:100]
+        raise InputError(f"{inter_file}: not a readable TSV ({why}); expected an MMRec .inter with {user_col}, {item_col}, {label_col}") from None
     frame.columns = [c.strip() for c in frame.columns]
     for col in (user_col, item_col, label_col):
         if col not in frame.columns:
@@ -157,17 +162,19 @@ def main(argv=None):
         p.add_argument("--feature", action="append", help="DEST_NAME=SOURCE.npy, e.g. text_feat.npy=/dl/text_feat.npy")
         p.add_argument("--force", action="store_true", help="overwrite different existing files")
     args = parser.parse_args(argv)
-    features = _parse_features(args.feature)
-    if args.format == "mmrec":
-        paths = convert_mmrec(args.inter_file, args.out, args.name, features, args.force)
-    else:
-        paths = convert_lattice_json(args.json_dir, args.out, args.name, features, args.force)
+    try:
+        features = _parse_features(args.feature)
+        if args.format == "mmrec":
+            paths = convert_mmrec(args.inter_file, args.out, args.name, features, args.force)
+        else:
+            paths = convert_lattice_json(args.json_dir, args.out, args.name, features, args.force)
+    except InputError as exc:  # the package's exit codes: 0 done, 2 bad input, 1 internal error
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for path in paths:
         print(path)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    try:
-        main()
-    except InputError as exc:
-        raise SystemExit(f"error: {exc}")
+    sys.exit(main())

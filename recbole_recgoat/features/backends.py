@@ -4,7 +4,11 @@
   llama.cpp ``llama-server``, Ollama, LM Studio, hosted APIs) with a per-request timeout, retries
   with exponential backoff (5xx, 408/409/429, timeouts, connection errors, malformed bodies and
   answers without a usable ``<answer>``), and a shared rate limit.  401/403/404 stop the run
-  (wrong key, URL or model); other 4xx fail that user without retrying.
+  (wrong key, URL or model); other 4xx fail that user without retrying.  A dead server stops the
+  run within seconds instead of being retried for every user: a refused connection at once, other
+  transport errors (reset, unreachable, DNS) after ``max_connection_errors`` in a row over all
+  users (any answer from the server, an error status included, resets the count); timeouts and
+  5xx keep their retries.
 * :class:`MetadataSummaryBackend` asks nobody: it writes a deterministic structured summary of the
   user's training items' metadata (most frequent attribute values, item names) in the same
   ``<think>..</think><answer>..</answer>`` shape.  It is NOT an LLM; it exists so that the
@@ -99,12 +103,15 @@ class OpenAIChatBackend:
         temperature, max_tokens: sampling parameters (part of the cache key).
         extra_body (dict | None): more request fields (``top_p``, ``seed``,
             ``chat_template_kwargs``...), also part of the cache key.
+        max_connection_errors (int): transport errors in a row (over all users) that stop the
+            run; 0 = never (a refused connection always stops it).
     """
 
     name = "openai"
 
     def __init__(self, base_url, model, api_key=None, timeout=120.0, max_retries=3, backoff=1.0, backoff_max=30.0,
-                 rate_limit=None, temperature=0.0, max_tokens=2048, extra_body=None, sleep=None):
+                 rate_limit=None, temperature=0.0, max_tokens=2048, extra_body=None, sleep=None,
+                 max_connection_errors=5):
         url = base_url.rstrip("/")
         self.url = url if url.endswith("/chat/completions") else url + "/chat/completions"
         self.model = model
@@ -120,6 +127,9 @@ class OpenAIChatBackend:
         self._sleep = sleep or self.stop.wait
         self.limiter = RateLimiter(rate_limit, sleep=self._sleep)
         self._opener = urllib.request.build_opener()
+        self.max_connection_errors = int(max_connection_errors)
+        self._transport_errors = 0  # in a row, over all threads
+        self._count_lock = threading.Lock()
 
     def identity(self):
         """What decides an answer besides the prompt (the cache key includes it)."""
@@ -181,8 +191,10 @@ class OpenAIChatBackend:
         deadline = time.monotonic() + self.timeout
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
+                self._server_answered()
                 return self._read(resp, deadline).decode("utf-8", errors="replace")
         except urllib.error.HTTPError as exc:
+            self._server_answered()
             status = exc.code
             try:
                 detail = exc.read(_MAX_ERROR_BYTES).decode("utf-8", errors="replace")
@@ -202,9 +214,28 @@ class OpenAIChatBackend:
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, (socket.timeout, TimeoutError)):
                 raise _Retryable(f"timeout after {self.timeout:g}s") from None
+            self._transport_error(exc.reason)
             raise _Retryable(f"connection error ({exc.reason})") from None
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            self._transport_error(exc)
             raise _Retryable(f"connection error ({exc.__class__.__name__})") from None
+
+    def _server_answered(self):
+        with self._count_lock:
+            self._transport_errors = 0
+
+    def _transport_error(self, exc):
+        """Count a transport error; raise :class:`FatalBackendError` for a refused connection or
+        when ``max_connection_errors`` happened in a row."""
+        if isinstance(exc, ConnectionRefusedError):
+            raise FatalBackendError(f"{self.url}: connection refused (no server listening); expected a running "
+                                    "OpenAI-compatible server at --base-url")
+        with self._count_lock:
+            self._transport_errors += 1
+            count = self._transport_errors
+        if self.max_connection_errors and count >= self.max_connection_errors:
+            raise FatalBackendError(f"{self.url}: {count} connection errors in a row (last: {exc}); expected a reachable "
+                                    "server at --base-url (--max-connection-errors sets the limit)")
 
     def _read(self, resp, deadline):
         chunks = []

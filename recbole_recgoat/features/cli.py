@@ -57,6 +57,9 @@ def build_parser():
     g.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     g.add_argument("--max-retries", type=int, default=3, help="retries after the first attempt (default 3)")
+    g.add_argument("--max-connection-errors", type=int, default=5,
+                   help="transport errors in a row (all users) that stop the run, 0 = never; a refused connection "
+                   "always stops it (default 5); answers so far stay in the cache")
     g.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry (default 1)")
     g.add_argument("--backoff-max", type=float, default=30.0, help="longest retry delay (default 30)")
     g.add_argument("--rate-limit", type=float, default=None, help="requests per second over all workers (default: no limit)")

@@ -94,6 +94,8 @@ def make_backend(opts, recipe):
         raise InputError("--base-url: not given; expected the server's OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1")
     if not opts.llm_model:
         raise InputError("--llm-model: not given; expected the model name the server serves")
+    if opts.max_connection_errors < 0:
+        raise InputError(f"--max-connection-errors={opts.max_connection_errors}: expected an integer >= 0 (0 = never stop)")
     for name in ("concurrency", "max_retries"):
         if getattr(opts, name) < (1 if name == "concurrency" else 0):
             raise InputError(f"--{name.replace('_', '-')}={getattr(opts, name)}: expected a {'positive' if name == 'concurrency' else 'non-negative'} integer")
@@ -105,6 +107,7 @@ def make_backend(opts, recipe):
         opts.base_url, opts.llm_model, api_key=os.environ.get(opts.api_key_env) if opts.api_key_env else None,
         timeout=opts.timeout, max_retries=opts.max_retries, backoff=opts.backoff, backoff_max=opts.backoff_max,
         rate_limit=opts.rate_limit, temperature=opts.temperature, max_tokens=opts.max_tokens, extra_body=opts.extra_body,
+        max_connection_errors=opts.max_connection_errors,
     )
 
 

@@ -1,0 +1,233 @@
+"""Every user mistake gets a one-line error and exit status 2, and changes no file (issue #13).
+
+Each case runs a real command (``run_recbole.py``, the feature pipeline, the converters, the
+benchmark, a checkpoint re-score) as a subprocess in its own working directory, and asserts: exit
+status 2, exactly one ``error:`` line on stderr naming the key / file / field, no traceback, and
+every file of the working directory (its data included) and of the bundled dataset as it was.
+Every case fails before training: that is the point.
+"""
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from features_support import small_lastfm
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "recbole_recgoat" / "bundled"
+RUN = [sys.executable, str(REPO / "run_recbole.py")]
+FEAT = [sys.executable, "-m", "recbole_recgoat.features"]
+CONV = [sys.executable, "-m", "recbole_recgoat.data.converters"]
+BENCH = [sys.executable, "-m", "recbole_recgoat.benchmark"]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+INTER = "data/lastfm-2k/lastfm-2k.{}.inter"
+
+
+def tree_state(root, content=True):
+    """``{relative path: sha256 | (size, mtime) | 'dir'}`` of everything under ``root``."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            out[os.path.relpath(os.path.join(dirpath, d), root)] = "dir"
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if content:
+                out[os.path.relpath(p, root)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            else:
+                st = os.stat(p)
+                out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- what each case puts in its working directory ---------------------------------------------------
+def data(ws):
+    return small_lastfm(ws / "data", 20)
+
+
+def write(rel, text):
+    def setup(ws):
+        data(ws)
+        path = ws / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return setup
+
+
+def remove(rel):
+    def setup(ws):
+        data(ws)
+        (ws / rel).unlink()
+    return setup
+
+
+def zero_text_features(ws):
+    data(ws)
+    (ws / "feats").mkdir()
+    np.save(ws / "feats" / "text_feat.npy", np.zeros((1425, 384), dtype=np.float32))
+
+
+def checkpoint_file(kind):
+    def setup(ws):
+        data(ws)
+        path = ws / f"{kind}.pth"
+        if kind == "garbage":
+            path.write_bytes(b"this is not a checkpoint\n" * 40)
+        elif kind == "truncated":
+            path.write_bytes(REAL_CHECKPOINT.read_bytes()[: REAL_CHECKPOINT.stat().st_size // 2])
+        elif kind == "foreign":
+            import torch
+
+            torch.save({"weights": torch.zeros(3)}, path)
+    return setup
+
+
+def mmrec_file(text):
+    def setup(ws):
+        (ws / "mm.inter").write_text(text, encoding="utf-8")
+    return setup
+
+
+def existing_other_dataset(ws):
+    (ws / "mm.inter").write_text("userID\titemID\tx_label\n1\t2\t0\n1\t3\t1\n1\t4\t2\n", encoding="utf-8")
+    (ws / "out").mkdir()
+    (ws / "out" / "d.train.inter").write_text("user_id:token\titem_id:token\n9\t9\n", encoding="utf-8")
+
+
+def nothing(ws):
+    pass
+
+
+D = ["--data_path=data", "--epochs=1"]
+HEADER = "user_id:token\titem_id:token\trating:float\n"
+# (id, setup, command, fragments the error line must contain)
+CASES = [
+    ("misspelt-key", nothing, RUN + ["--lamda_cl=0.1", "--epochs=1"], ["lamda_cl", "lambda_cl"]),
+    ("key-of-another-model", data, RUN + ["--model=BPR", "--knn_k=5"] + D, ["knn_k", "RecGOAT"]),
+    ("data-path-missing", nothing, RUN + ["--data_path=/no/such/dir/", "--epochs=1"], ["data_path", "/no/such/dir/"]),
+    ("knn-k-zero", nothing, RUN + ["--knn_k=0", "--epochs=1"], ["knn_k", "0"]),
+    ("epochs-not-a-number", nothing, RUN + ["--epochs=abc"], ["epochs", "abc"]),
+    ("negative-learning-rate", nothing, RUN + ["--learning_rate=-1", "--epochs=1"], ["learning_rate", "-1"]),
+    ("zero-batch", nothing, RUN + ["--model=BPR", "--train_batch_size=0", "--epochs=1"], ["train_batch_size"]),
+    ("bad-choice", nothing, RUN + ["--fusion=mean", "--epochs=1"], ["fusion", "mean", "weighted"]),
+    ("valid-metric-not-computed", nothing, RUN + ["--model=BPR", "--valid_metric=Recall@30", "--epochs=1"], ["valid_metric", "Recall@30"]),
+    ("unknown-metric", nothing, RUN + ["--model=BPR", "--metrics=['Recal']", "--epochs=1"], ["metrics", "Recal"]),
+    ("unknown-model", nothing, RUN + ["--model=NoSuchModel"], ["NoSuchModel"]),
+    ("unknown-dataset", nothing, RUN + ["--model=BPR", "--dataset=nosuch", "--epochs=1"], ["nosuch"]),
+    ("config-file-missing", nothing, RUN + ["--model=BPR", "--config_files=missing.yaml"], ["missing.yaml"]),
+    ("config-file-malformed", write("bad.yaml", "epochs: 1\nlearning_rate: [0.1\n"), RUN + ["--model=BPR", "--config_files=bad.yaml"],
+     ["bad.yaml", "line"]),
+    ("config-file-misspelt", write("my.yaml", "epochs: 1\nstoping_step: 3\n"), RUN + ["--model=BPR", "--config_files=my.yaml"],
+     ["stoping_step", "stopping_step"]),
+    ("train-split-empty", write(INTER.format("train"), ""), RUN + ["--model=BPR"] + D, ["lastfm-2k.train.inter", "empty"]),
+    ("train-split-header-only", write(INTER.format("train"), HEADER), RUN + ["--model=BPR"] + D, ["lastfm-2k.train.inter", "header only"]),
+    ("wrong-header", write(INTER.format("train"), "userID\titemID\n1\t2\n"), RUN + ["--model=BPR"] + D, ["lastfm-2k.train.inter", "userID"]),
+    ("header-without-load-col-field", write(INTER.format("train"), "uid:token\titem_id:token\n1\t2\n"), RUN + ["--model=BPR"] + D,
+     ["lastfm-2k.train.inter", "user_id"]),
+    ("id-missing-in-row", write(INTER.format("valid"), HEADER + "1\t2\t1\n\t3\t1\n"), RUN + ["--model=BPR"] + D,
+     ["lastfm-2k.valid.inter", "line 3", "user_id"]),
+    ("test-split-missing", remove(INTER.format("test")), RUN + ["--model=BPR"] + D, ["lastfm-2k.test.inter"]),
+    ("constant-features", zero_text_features, RUN + ["--model=VBPR", "--modalities=['text']", "--feature_path=feats"] + D,
+     ["text_feat.npy", "constant"]),
+    ("checkpoint-missing", nothing, RUN + ["--checkpoint=missing.pth"], ["missing.pth"]),
+    ("checkpoint-garbage", checkpoint_file("garbage"), RUN + ["--checkpoint=garbage.pth"], ["garbage.pth"]),
+    ("checkpoint-truncated", checkpoint_file("truncated"), RUN + ["--checkpoint=truncated.pth"], ["truncated.pth"]),
+    ("checkpoint-foreign", checkpoint_file("foreign"), RUN + ["--checkpoint=foreign.pth"], ["foreign.pth", "state_dict"]),
+    ("features-bad-batch-size", data, FEAT + ["item-text", "--data-path", "data", "--out", "t.npy", "--batch-size", "0"], ["--batch-size"]),
+    ("features-server-down", data, FEAT + ["user-profiles", "--data-path", "data", "--out", "u.npy", "--backend", "openai",
+                                           "--base-url", "http://127.0.0.1:{port}/v1", "--llm-model", "m", "--no-progress"],
+     ["http://127.0.0.1:{port}/v1/chat/completions", "refused"]),
+    ("converter-missing-file", nothing, CONV + ["mmrec", "nofile.inter", "--out", "out", "--name", "d"], ["nofile.inter"]),
+    ("converter-bad-label", mmrec_file("userID\titemID\tx_label\n1\t2\t7\n"), CONV + ["mmrec", "mm.inter", "--out", "out", "--name", "d"],
+     ["mm.inter", "x_label"]),
+    ("converter-would-overwrite", existing_other_dataset, CONV + ["mmrec", "mm.inter", "--out", "out", "--name", "d"],
+     ["d.train.inter", "refusing to overwrite"]),
+    ("benchmark-misspelt-override", nothing, BENCH + ["run", "--models", "BPR", "--set", "epoch=1", "--store", "st"], ["epoch", "epochs"]),
+    ("benchmark-misspelt-variant", write("b.yaml", "models: [BPR]\nvariants:\n  G-noCL: {model: RecGOAT, lamda_cl: 0.0}\n"),
+     BENCH + ["run", "--config", "b.yaml", "--store", "st"], ["lamda_cl", "lambda_cl"]),
+    ("benchmark-unknown-yaml-key", write("b.yaml", "models: [BPR]\nseed: 3\n"), BENCH + ["run", "--config", "b.yaml"], ["b.yaml", "seed"]),
+]
+REAL_CHECKPOINT = None
+
+
+@pytest.fixture(scope="module")
+def real_checkpoint(tmp_path_factory):
+    """A real (BPR, 1 epoch) checkpoint on the 20-user slice, for the truncated-file case."""
+    global REAL_CHECKPOINT
+    from recbole_recgoat.quick_start import run
+
+    root = tmp_path_factory.mktemp("ck")
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        small_lastfm(root / "data", 20)
+        result = run("BPR", config_dict={"epochs": 1, "data_path": "data", "state": "WARNING"})
+    finally:
+        os.chdir(here)
+    REAL_CHECKPOINT = Path(result["checkpoint"])
+    return REAL_CHECKPOINT
+
+
+@pytest.mark.parametrize("name,setup,command,fragments", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, setup, command, fragments, isolated_run, real_checkpoint):
+    ws = isolated_run
+    port = closed_port()
+    command = [c.format(port=port) for c in command]
+    fragments = [f.format(port=port) for f in fragments]
+    setup(ws)
+    before, bundled_before = tree_state(ws), tree_state(BUNDLED, content=False)
+    started = time.monotonic()
+    proc = subprocess.run(command, cwd=ws, env=ENV, capture_output=True, text=True, timeout=300)
+    seconds = time.monotonic() - started
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2, f"{name}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert tree_state(ws) == before, f"{name}: the working directory changed"
+    assert tree_state(BUNDLED, content=False) == bundled_before
+    if name == "features-server-down":
+        assert seconds < 10, f"a dead server took {seconds:.1f}s to report"
+
+
+def test_at_least_25_distinct_cases():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 25
+    assert len({tuple(c[2]) for c in CASES}) == len(CASES)
+
+
+def test_server_down_keeps_the_answered_cache(isolated_run):
+    """A server that answered some users, then died: the run stops within seconds with exit 2 and
+    one line naming the URL, and the answers it gave stay in the cache."""
+    from features_support import FakeChatServer, complete_lines, wait_for
+
+    data(isolated_run)
+    cache = isolated_run / "c.jsonl"
+    with FakeChatServer(delay=0.4) as server:
+        url = server.url
+        args = ["user-profiles", "--data-path", "data", "--out", "u.npy", "--backend", "openai", "--llm-model", "m",
+                "--no-progress", "--device", "cpu", "--concurrency", "1", "--cache", str(cache), "--base-url", url]
+        proc = subprocess.Popen(FEAT + args, cwd=isolated_run, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert wait_for(lambda: complete_lines(cache) >= 3, timeout=120), "no answers were cached"
+    died = time.monotonic()  # the port is closed from here on
+    _, err = proc.communicate(timeout=60)
+    seconds = time.monotonic() - died
+    answered = complete_lines(cache)
+    assert proc.returncode == 2 and seconds < 10, (seconds, err[-2000:])
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and url + "/chat/completions" in errors[0] and "refused" in errors[0], err[-2000:]
+    assert "Traceback" not in err
+    assert 3 <= answered < 20 and f"{answered} answers are kept" in err
+    assert not (isolated_run / "u.npy").exists()
