@@ -59,6 +59,13 @@ def read_checkpoint(path, map_location="cpu"):
     return checkpoint
 
 
+def mean_matches(mean, reported, places):
+    """Whether the mean of per-user values is the metric RecBole reported rounded to ``places``
+    (``metric_decimal_place``): they may differ by half a unit of the last place (0.073750 against
+    0.0738) and never more; more means the per-user values are not the reported ones."""
+    return abs(mean - reported) <= 0.5 * 10.0 ** -int(places) + 1e-9
+
+
 class UserCollector(Collector):
     """RecBole's ``Collector`` that also records the user id of every evaluated row and keeps the
     last evaluation's ``DataStruct`` (``last_struct``) and users (``last_users [U]`` or None when
@@ -234,13 +241,11 @@ class PluginTrainerMixin:
         if any(len(v) != len(users) for v in out.values()):
             warnings.warn("per-user metrics: row count differs from the user count; not stored")
             return None
-        # RecBole reports each metric rounded to metric_decimal_place: the mean may differ from it by
-        # half a unit of the last place (0.073750 vs 0.0738), never more (then the pairing is wrong)
-        tolerance = 0.5 * 10.0 ** -int(self.config["metric_decimal_place"]) + 1e-9
+        places = int(self.config["metric_decimal_place"])
         for name, values in out.items():
-            if name in result and abs(float(values.mean()) - float(result[name])) > tolerance:
+            if name in result and not mean_matches(float(values.mean()), float(result[name]), places):
                 warnings.warn(f"per-user {name}: mean {values.mean():.6f} != {result[name]} beyond the rounding "
-                              f"(+-{tolerance:.2g}); not stored")
+                              f"to {places} places; not stored")
                 return None
         out["user"] = np.asarray(dataset.field2id_token[dataset.uid_field])[users].astype(str)
         return out

@@ -130,3 +130,40 @@ def test_failed_cell_is_reported_and_retried(tmp_path):
     assert main(args) == 1  # retried, Pop not re-run
     assert [e[0] for e in store.run_events()].count("start") == 3
     assert len(store.records()) == 1
+
+
+def test_rerun_of_a_cell_removes_what_a_killed_attempt_left(tmp_path, monkeypatch):
+    """A killed cell leaves its checkpoint behind; the next attempt of the cell removes it first
+    (a file whose writer still runs is kept), so no stale .pth is mistaken for the new one."""
+    import subprocess
+    import sys
+
+    from recbole_recgoat import quick_start
+    from recbole_recgoat.benchmark.spec import Cell
+    from recbole_recgoat.benchmark.worker import run_cell
+
+    store = Store(tmp_path / "store")
+    cell = Cell("BPR", "BPR", "lastfm-2k", 999, [], {}, {}).finalize()
+    folder = store.checkpoint_dir(cell.key)
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = folder / f"BPR-lastfm-2k-Dec-01-2026_13-50-29-{int(dead.stdout)}-abc123.pth"
+        running = folder / f"BPR-lastfm-2k-Dec-01-2026_13-50-29-{live.pid}-def456.pth"
+        stale.write_bytes(b"old")
+        running.write_bytes(b"in use")
+        seen = {}
+
+        def fake_run(**kwargs):
+            seen["files"] = sorted(p.name for p in folder.iterdir())
+            return {"per_user": None, "valid_curve": []}
+
+        monkeypatch.setattr(quick_start, "run", fake_run)
+        out = run_cell(cell, str(store.root))
+        assert out["error"] is None
+        assert seen["files"] == [running.name]  # removed before the run started, the live writer's kept
+        assert [e[2]["files"] for e in store.run_events() if e[0] == "cleaned"] == [stale.name]
+    finally:
+        live.kill()
+        live.wait()

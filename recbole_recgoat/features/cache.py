@@ -39,6 +39,7 @@ def open_cache(path, default_name):
 class JsonlCache:
     def __init__(self, path):
         self.path = path
+        self.created = not os.path.exists(path)  # this run made the file (an empty one can go again)
         self.records = {}
         self.dropped_tail = 0
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -89,6 +90,7 @@ class JsonlCache:
 class SqliteCache:
     def __init__(self, path):
         self.path = path
+        self.created = not os.path.exists(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.dropped_tail = 0
         try:

@@ -12,8 +12,9 @@ EPILOG = """examples:
   python -m recbole_recgoat.features user-profiles --dataset lastfm-2k --backend offline --out user_feat.npy
   python -m recbole_recgoat.features user-profiles --dataset lastfm-2k --backend openai \\
       --base-url http://127.0.0.1:8000/v1 --llm-model Qwen/Qwen2.5-7B-Instruct --concurrency 8 --out user_feat.npy
-exit status: 0 done, 2 bad input or fatal server answer, 3 users without a usable answer
-(nothing written; see --allow-failures), 130 interrupted (rerun to resume). See docs/features.md."""
+exit status: 0 done, 2 bad input, a fatal server answer or a dead server (answers so far stay in the
+cache), 3 users without a usable answer (nothing written; see --allow-failures), 130 interrupted
+(rerun to resume), 1 internal error. See docs/features.md."""
 
 
 def _common(p):

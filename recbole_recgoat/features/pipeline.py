@@ -202,7 +202,12 @@ def run_user_profiles(opts, command):
             ask_all(backend, todo, keys, cache, getattr(opts, "concurrency", 1), progress=not opts.no_progress)
         except FatalBackendError as exc:
             _log(f"error: {exc}")
-            _log(f"user-profiles: stopped; {len(cache)} answers are kept in {cache.path}; rerun to resume")
+            if len(cache) or not cache.created:
+                _log(f"user-profiles: stopped; {len(cache)} answers are kept in {cache.path}; rerun to resume")
+            else:  # nothing was answered: the empty cache this run created goes again (nothing written)
+                cache.close()
+                os.remove(cache.path)
+                _log("user-profiles: stopped; no answer was received, nothing written")
             return 2
         except KeyboardInterrupt:
             _log(f"user-profiles: interrupted; answers so far are kept in {cache.path}; rerun the same command to resume")
