@@ -156,6 +156,7 @@ CASES = [
     ("converter-would-overwrite", existing_other_dataset, CONV + ["mmrec", "mm.inter", "--out", "out", "--name", "d"],
      ["d.train.inter", "refusing to overwrite"]),
     ("benchmark-misspelt-override", nothing, BENCH + ["run", "--models", "BPR", "--set", "epoch=1", "--store", "st"], ["epoch", "epochs"]),
+    ("benchmark-bad-value", nothing, BENCH + ["run", "--models", "BPR", "--set", "epochs=0", "--store", "st"], ["epochs", "0", ">= 1"]),
     ("benchmark-misspelt-variant", write("b.yaml", "models: [BPR]\nvariants:\n  G-noCL: {model: RecGOAT, lamda_cl: 0.0}\n"),
      BENCH + ["run", "--config", "b.yaml", "--store", "st"], ["lamda_cl", "lambda_cl"]),
     ("benchmark-unknown-yaml-key", write("b.yaml", "models: [BPR]\nseed: 3\n"), BENCH + ["run", "--config", "b.yaml"], ["b.yaml", "seed"]),

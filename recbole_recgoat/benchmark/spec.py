@@ -22,9 +22,10 @@ import os
 from dataclasses import dataclass, field
 
 from recbole_recgoat.config import convert_value
-from recbole_recgoat.config_rules import known_keys, unknown_key_message
+from recbole_recgoat.config_rules import check_values, known_keys, unknown_key_message
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.utils.io import file_sha256, json_sha256
+from recbole_recgoat.utils.registry import plugin_models
 
 BASE_SEED = 999
 DEFAULT_DATASET = "lastfm-2k"
@@ -194,6 +195,8 @@ def check_keys(entries, dataset=DEFAULT_DATASET, search_spaces=None, overrides=N
         known = known_config_keys(model, dataset)
         if key not in known and not (overrides or {}).get("allow_unknown_keys"):
             raise InputError(unknown_key_message(key, known, where))
+    for e in entries:  # values too (properties/rules.yaml): a bad one would fail every cell, one by one
+        check_values({**e.overrides, **(overrides or {})}, e.model in plugin_models())
 
 
 def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tuned=None):
