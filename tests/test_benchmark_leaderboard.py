@@ -169,10 +169,7 @@ def test_per_user_tests_use_every_cell(bench):
     """No cell is dropped from the per-user significance tests (a mean that differs from the
     rounded test metric by the rounding alone is stored): the cells the tests pair are all cells."""
     from recbole_recgoat.benchmark.leaderboard import compute
-    from recbole_recgoat.trainer import mean_matches
 
-    assert mean_matches(0.073750, 0.0738, 4) and mean_matches(0.0737499, 0.0737, 4)
-    assert not mean_matches(0.07369, 0.0738, 4) and not mean_matches(0.0739, 0.0738, 4)
     store = Store(bench / "store")
     recs = store.records()
     assert len(recs) == 6 and all(store.load_per_user(r) is not None for r in recs)

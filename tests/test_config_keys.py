@@ -85,12 +85,14 @@ def test_yaml_defaults_and_dataset_configs_are_known():
 
 
 def _search_space_keys(node, models):
-    """``[(model, keys)]`` under a ``search_space`` mapping: ``{Model: {key: [...]}}``, also nested
-    under dataset names (``{dataset: {Model: {...}}}`` or ``{Model: {dataset: {...}}}``)."""
+    """``[(model, keys)]`` under a ``search_space`` mapping: ``{Model: {key: [...]}}``,
+    ``{Model@dataset: {...}}``, also nested under dataset names (``{dataset: {Model: {...}}}`` or
+    ``{Model: {dataset: {...}}}``)."""
     out = []
     for name, value in (node or {}).items():
         if not isinstance(value, dict):
             continue
+        name = str(name).split("@")[0]  # Model@dataset: the grid of a model on one dataset
         if name in models:
             nested = {k: v for k, v in value.items() if isinstance(v, dict)}
             plain = [k for k in value if k not in nested]
@@ -114,8 +116,11 @@ def test_benchmark_yamls_use_known_keys():
                 _check(doc.get("overrides") or {}, model, dataset, f"{path.name} overrides")
                 _check((doc.get("tune") or {}).get("overrides") or {}, model, dataset, f"{path.name} tune.overrides")
             for name, spec in variants.items():
-                _check([k for k in spec if k != "model"], spec["model"], dataset, f"{path.name} variants.{name}")
-            for model, keys in _search_space_keys(doc.get("search_space"), set(all_models) | set(MODELS)):
+                keys = [k for k in spec if k not in ("model", "datasets")]  # datasets: where the variant runs
+                _check(keys, spec["model"], dataset, f"{path.name} variants.{name}")
+            found = _search_space_keys(doc.get("search_space"), set(all_models) | set(MODELS))
+            assert len(found) == len(doc.get("search_space") or {}), f"{path.name}: a search_space entry was not read"
+            for model, keys in found:
                 _check(keys, model, dataset, f"{path.name} search_space.{model}")
 
 
