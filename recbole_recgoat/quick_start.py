@@ -100,8 +100,9 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
     resolve_eval_batch_size(config, ds)
     train_data, valid_data, test_data = data_preparation(config, ds)
     train_data = resolve_train_batch_size(config, train_data)
-    splits = {"valid": valid_data._dataset, "test": test_data._dataset}
-    notes = list(getattr(ds, "load_notes", [])) + unseen_summary(train_data._dataset, splits, ds.uid_field, ds.iid_field)
+    # the test split is summarised by run() when it tests: a tuning trial never touches it
+    notes = list(getattr(ds, "load_notes", [])) + unseen_summary(train_data._dataset, {"valid": valid_data._dataset},
+                                                                 ds.uid_field, ds.iid_field)
     for level, line in notes:
         getattr(logger, level)(line)
     return config, ds, train_data, valid_data, test_data, logfile
@@ -176,6 +177,8 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     logger.info(set_color("best valid ", "yellow") + f": {dict(best_valid_result or {})}")
     test_result = None
     if test:
+        for level, line in unseen_summary(train_data._dataset, {"test": test_data._dataset}, ds.uid_field, ds.iid_field):
+            getattr(logger, level)(line)
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
         test_result = {k: float(v) for k, v in (test_result or {}).items()}
         logger.info(set_color("test result", "yellow") + f": {test_result}")

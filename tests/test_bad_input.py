@@ -9,7 +9,6 @@ Every case fails before training: that is the point.
 
 import hashlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -285,7 +284,9 @@ def test_server_down_keeps_the_answered_cache(isolated_run):
     _, err = proc.communicate(timeout=60)
     seconds = time.monotonic() - died
     answered = complete_lines(cache)
-    assert proc.returncode == 2 and seconds < 10, (seconds, err[-2000:])
+    # < 10 s on an idle machine; the bound here is loose because it includes the in-flight answer and
+    # the interpreter's exit on a busy one (test_server_down_stops_within_seconds holds the 10 s)
+    assert proc.returncode == 2 and seconds < 30, (seconds, err[-2000:])
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and url + "/chat/completions" in errors[0] and "refused" in errors[0], err[-2000:]
     assert "Traceback" not in err
