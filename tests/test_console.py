@@ -217,3 +217,51 @@ def test_without_message_leaves_other_warnings():
         warnings.simplefilter("always")
         quiet()
     assert [str(w.message) for w in caught] == ["something else"]
+
+
+# ----------------------------------------------------------------------------- benchmark grid
+def test_grid_progress_counts_cells_and_estimates_the_rest():
+    from recbole_recgoat.benchmark.runner import GridProgress
+
+    now = [100.0]
+    progress = GridProgress(4, clock=lambda: now[0])
+    assert progress.text() == "[0/4 cells, 0.0s, ETA ~?]"
+    now[0] = 130.0
+    progress.tick()
+    assert progress.text() == "[1/4 cells, 30.0s, ETA ~1m30s]"
+    progress.tick(ok=False)
+    now[0] = 160.0
+    assert progress.text() == "[2/4 cells, 1 failed, 1m00s, ETA ~1m00s]"
+    progress.tick(), progress.tick()
+    assert progress.text().endswith("ETA 0.0s]")
+
+
+def test_execute_says_cells_done_of_total(capsys, tmp_path):
+    from types import SimpleNamespace
+
+    from recbole_recgoat.benchmark import runner
+
+    store = SimpleNamespace(root=tmp_path)
+    ok, failed = runner.execute(["a", "b", "c"], store, fn=lambda cell, root, threads: {"cell": cell},
+                                on_result=lambda cell, out: cell != "b")
+    assert (ok, failed) == (2, 1)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "cells" in line]
+    assert [re.search(r"\[(\d)/3 cells", line).group(1) for line in lines] == ["1", "2", "3"]
+    assert "1 failed" in lines[-1] and lines[-1].endswith("ETA 0.0s]")
+
+
+def test_auto_progress_bars_for_large_evaluations_on_a_terminal(monkeypatch):
+    from types import SimpleNamespace
+
+    from recbole_recgoat.trainer import PROGRESS_MIN_SCORES, PluginTrainerMixin
+
+    def loader(users, items):
+        return SimpleNamespace(uid_list=torch.arange(users), _dataset=SimpleNamespace(item_num=items))
+
+    large, small = loader(1000, PROGRESS_MIN_SCORES // 1000), loader(1000, 1000)
+    decide = PluginTrainerMixin._auto_progress
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert decide(None, large, "auto") and not decide(None, small, "auto")
+    assert decide(None, small, True) and not decide(None, large, False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert not decide(None, large, "auto")
