@@ -44,7 +44,7 @@ def init_logger(config):
         root.removeHandler(handler)
         handler.close()
     recbole_init_logger(config)
-    route_terminal(config["console"], root)
+    route_terminal(config["console"] if "console" in config else None, root)  # None: normal
     for handler in root.handlers:
         if isinstance(handler, logging.FileHandler):
             return handler.baseFilename

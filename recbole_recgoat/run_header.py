@@ -21,7 +21,7 @@ def split_text(config, dataset_name):
     """The split as used: the published files, or RecBole's split of ``eval_args``."""
     files = config["benchmark_filename"]
     if files:
-        return "published (" + ", ".join(f"{dataset_name}.{part}.inter" for part in files) + ")"
+        return f"published ({dataset_name}.{{{','.join(files)}}}.inter)"
     args = config["eval_args"] or {}
     split = args.get("split") or {}
     group = "per user" if args.get("group_by") == "user" else "over all interactions"

@@ -265,3 +265,19 @@ def test_auto_progress_bars_for_large_evaluations_on_a_terminal(monkeypatch):
     assert decide(None, small, True) and not decide(None, large, False)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert not decide(None, large, "auto")
+
+
+def test_two_processes_print_from_rank_0_only(capfd):
+    import socket
+
+    from recbole_recgoat.quick_start import run_any
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = {"epochs": 2, "train_batch_size": 4096, "state": "INFO"}
+    result = run_any("BPR", config_dict=cfg, nproc=2, ip="127.0.0.1", port=port)
+    assert result["epochs_run"] == 2
+    err = capfd.readouterr().err
+    assert [m.groups() for m in map(EPOCH_LINE.match, err.splitlines()) if m] == [("1", "2"), ("2", "2")]
+    assert err.count("BPR on lastfm-2k") == 1 and "; 2 processes" in err
