@@ -119,6 +119,7 @@ def test_changed_settings_lists_what_differs_from_the_defaults():
 
 # ----------------------------------------------------------------------------- terminal routing
 def records_through(mode, records):
+    before = console.current_mode()
     stream = io.StringIO()
     root = logging.Logger("probe")
     handler = logging.StreamHandler(stream)
@@ -126,8 +127,10 @@ def records_through(mode, records):
     root.addHandler(logging.FileHandler(os.devnull))
     console.route_terminal(mode, root)
     assert [type(f) for f in root.handlers[1].filters] == []  # the log file gets everything
+    assert console.current_mode() == mode  # what Progress and Stage follow
     for level, msg, extra in records:
         root.log(level, msg, extra=extra)
+    console.route_terminal(before, logging.Logger("no handlers"))
     return stream.getvalue().splitlines()
 
 
@@ -281,3 +284,43 @@ def test_two_processes_print_from_rank_0_only(capfd):
     err = capfd.readouterr().err
     assert [m.groups() for m in map(EPOCH_LINE.match, err.splitlines()) if m] == [("1", "2"), ("2", "2")]
     assert err.count("BPR on lastfm-2k") == 1 and "; 2 processes" in err
+
+
+# ----------------------------------------------------------------------------- progress of long steps
+def test_faiss_search_in_blocks_finds_the_same_neighbours():
+    pytest.importorskip("faiss")
+    import numpy as np
+    import torch.nn.functional as F
+
+    from recbole_recgoat.model.layers import knn
+
+    x = F.normalize(torch.from_numpy(np.load(REPO / "recbole_recgoat/bundled/lastfm-2k/text_feat.npy")).float(), dim=1)
+    nodes = torch.arange(1, len(x))
+    whole = knn._faiss_topk(x, nodes, 10, False, 8, search_block=len(x))
+    blocks = knn._faiss_topk(x, nodes, 10, False, 8, search_block=100)
+    assert torch.equal(whole[1], blocks[1]) and torch.equal(whole[0], blocks[0])
+
+
+def test_progress_shows_done_total_and_eta():
+    clock = iter([0.0, 1.5, 3.0, 4.0])  # enter, two updates, exit
+    stream = FakeTTY()
+    with console.Progress("kNN graph", 200, stream=stream, show=True, clock=lambda: next(clock)) as progress:
+        progress.update(50)   # t=1.5: drawn
+        progress.update(100)  # t=3.0: drawn
+    lines = stream.getvalue().split("\r\033[K")
+    assert lines[1] == "kNN graph: 25% 50/200, 1.5s, ETA ~4.5s" and lines[2] == "kNN graph: 50% 100/200, 3.0s, ETA ~3.0s"
+    assert lines[-1] == "kNN graph: 4.0s\n"
+    stream = FakeTTY()
+    with console.Progress("kNN graph", 200, stream=stream, show=False) as progress:
+        progress.update(100)
+    assert stream.getvalue() == ""
+
+
+def test_progress_off_a_terminal_reports_every_so_often():
+    clock = iter([0.0, 10.0, 31.0, 40.0, 62.0, 63.0])
+    stream = io.StringIO()
+    with console.Progress("loading", 4, stream=stream, show=True, clock=lambda: next(clock)) as progress:
+        for done in range(1, 5):
+            progress.update(done)
+    assert stream.getvalue().splitlines() == ["loading: 50% 2/4, 31.0s, ETA ~31.0s", "loading: 100% 4/4, 1m02s, ETA ~0.0s",
+                                              "loading: 1m03s"]

@@ -11,7 +11,9 @@ filter on the terminal handler only, by the config key ``console``:
 
 The log file is left as RecBole makes it: it keeps everything at the ``state`` level.  The
 helpers below format durations and the ETA of an early-stopped training
-(:func:`training_eta`), and time long steps (:class:`Stage`).
+(:func:`training_eta`), time long steps (:class:`Stage`) and show the progress of a step of known
+size with its ETA (:class:`Progress`); both write to stderr only, and nothing when the console of
+the current run is ``quiet`` (as on the ranks other than 0 of a multi-process run).
 """
 
 import logging
@@ -22,7 +24,14 @@ from recbole_recgoat.errors import InputError
 
 CONSOLE_MODES = ("normal", "verbose", "quiet")
 TERMINAL = {"terminal": True}  # logger.info(msg, extra=TERMINAL): a line for the terminal too
-SLOW_STEP_S = 2.0  # a Stage that took at least this long says so on the terminal
+SLOW_STEP_S = 2.0  # a Stage or Progress that took at least this long says so on the terminal
+REPORT_EVERY_S = 30.0  # Progress off a terminal (a file, a pipe): one line this often while the step runs
+_CURRENT = {"mode": "normal"}  # the console mode of the run this process is in (set by route_terminal)
+
+
+def current_mode():
+    """The console mode set by the last :func:`route_terminal` of this process (``normal`` before)."""
+    return _CURRENT["mode"]
 
 
 def console_mode(value):
@@ -66,6 +75,7 @@ def terminal_handlers(root=None):
 def route_terminal(mode, root=None):
     """Apply the console ``mode`` to the terminal handlers of the root logger (file handlers untouched)."""
     mode = console_mode(mode)
+    _CURRENT["mode"] = mode
     for handler in terminal_handlers(root):
         for old in [f for f in handler.filters if isinstance(f, TerminalFilter)]:
             handler.removeFilter(old)
@@ -144,5 +154,61 @@ class Stage:
             self.stream.write("\r\033[K")
         if self.show and exc_type is None and self.seconds >= SLOW_STEP_S:
             self.stream.write(f"{self.what}: {duration(self.seconds)}\n")
+        self.stream.flush()
+        return False
+
+
+class Progress:
+    """Progress of a step of ``total`` units: ``with Progress("kNN graph", n) as p: ... p.update(done)``.
+
+    On a terminal, one line updated at most once a second: ``<what>: 42% 420,000/1,000,000,
+    2m10s, ETA ~3m00s`` (the ETA: the rate so far times what is left).  Off a terminal, that line
+    every :data:`REPORT_EVERY_S` seconds once the step has run so long.  At the end
+    ``<what>: 5m36s`` if it took at least :data:`SLOW_STEP_S`.  Nothing when the console is quiet.
+    """
+
+    def __init__(self, what, total, stream=None, show=None, clock=time.perf_counter):
+        self.what, self.total, self.clock = what, int(total), clock
+        self.stream = stream or sys.stderr
+        self.show = (current_mode() != "quiet") if show is None else bool(show)
+        self._tty = self.show and bool(getattr(self.stream, "isatty", lambda: False)())
+        self.done = 0
+
+    def __enter__(self):
+        self._start = self._last = self.clock()
+        self._drawn = False
+        return self
+
+    def text(self, now):
+        elapsed = now - self._start
+        left = self.total - self.done
+        eta = duration(elapsed / self.done * left) if self.done else "?"
+        pct = 100.0 * self.done / max(self.total, 1)
+        return f"{self.what}: {pct:.0f}% {self.done:,}/{self.total:,}, {duration(elapsed)}, ETA ~{eta}"
+
+    def update(self, done):
+        """``done`` units of ``total`` are done."""
+        self.done = int(done)
+        if not self.show:
+            return
+        now = self.clock()
+        if self._tty and now - self._last >= 1.0:
+            self.stream.write("\r\033[K" + self.text(now))
+            self._drawn = True
+        elif not self._tty and now - self._start >= REPORT_EVERY_S and now - self._last >= REPORT_EVERY_S:
+            self.stream.write(self.text(now) + "\n")
+        else:
+            return
+        self._last = now
+        self.stream.flush()
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.show:
+            return False
+        seconds = self.clock() - self._start
+        if self._drawn:
+            self.stream.write("\r\033[K")
+        if exc_type is None and seconds >= SLOW_STEP_S:
+            self.stream.write(f"{self.what}: {duration(seconds)}\n")
         self.stream.flush()
         return False
