@@ -110,7 +110,9 @@ def _patch_pandas_chained_assignment():
         ))
 
 
-def _filter_torch_sparse_constructor():
+def apply_warning_filters():
+    """The process-wide filters of this module (one message, from one source each); applied at
+    import.  A test runner that resets the filters per test (pytest) calls it again."""
     warnings.filterwarnings("ignore", message=TORCH_SPARSE_CONSTRUCTOR, category=UserWarning, module=r"recbole\.model\.")
 
 
@@ -129,7 +131,7 @@ def apply():
     _patch_scipy()
     _patch_amp()
     _patch_pandas_chained_assignment()
-    _filter_torch_sparse_constructor()
+    apply_warning_filters()
 
 
 apply()
