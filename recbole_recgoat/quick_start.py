@@ -165,7 +165,8 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
         ``best_valid_result``, ``test_result``, ``best_epoch``, ``epochs_run``,
         ``epoch_time_mean_s``, ``train_time_s``, ``peak_memory_bytes``, ``valid_curve``,
         ``diagnostics``, ``checkpoint``, ``log_file``, ``dataset_stats``, ``feature_norm`` (the
-        loader's row scaling per item modality, ``item_feature_norm``), ``versions``,
+        loader's row scaling per item modality, ``item_feature_norm``), ``features`` (what the model
+        read: ``{"items": [modality, ...], "users": bool}``), ``versions``,
         ``config`` (the final, json-able config).
     """
     config, ds, train_data, valid_data, test_data, logfile = prepare(
@@ -209,6 +210,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
         "log_file": logfile,
         "dataset_stats": stats,
         "feature_norm": dict(getattr(ds, "item_feature_norm", {}) or {}),
+        "features": model_obj.feature_set() if hasattr(model_obj, "feature_set") else {"items": [], "users": False},
         "versions": versions(),
         "cpu_threads": torch.get_num_threads(),
         "thread_policy": threads.describe(),

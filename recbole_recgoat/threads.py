@@ -217,3 +217,30 @@ def share_of_cpus(processes):
     if not policy_enabled() or "OMP_NUM_THREADS" in _STATE["user_env"]:
         return None
     return max(1, available_cpus() // max(1, int(processes)))
+
+
+class single_thread:
+    """Context manager: torch on ONE intra-op thread inside the block, the previous count after.
+
+    For solver loops of many small kernels (POT's Sinkhorn: hundreds of 256 x 256 log-sum-exps
+    per call). Each kernel above torch's grain size opens an OpenMP parallel region; with the
+    passive wait policy every region wakes a sleeping thread, which costs more than the kernel
+    (measured: 100 Sinkhorn iterations on 256 x 256 took 5 ms on 2 spinning threads, 6 ms on one
+    thread and 50-370 ms on 2 passive threads, idle 2-core VM). Row-wise kernels give the same
+    bits on one thread as on several (``tests/test_threads.py`` checks the solvers used).
+    """
+
+    def __enter__(self):
+        import torch
+
+        self._n = torch.get_num_threads()
+        if self._n != 1:
+            torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self._n != 1:
+            torch.set_num_threads(self._n)
+        return False

@@ -284,11 +284,18 @@ class PluginTrainerMixin:
             return None
         places = int(self.config["metric_decimal_place"])
         for name, values in out.items():
-            if name in result and round(float(values.mean()), places) != round(float(result[name]), places):
-                warnings.warn(f"per-user {name}: mean {values.mean():.6f} != {result[name]}; not stored")
+            if name in result and not matches_rounded(float(values.mean()), float(result[name]), places):
+                warnings.warn(f"per-user {name}: mean {values.mean():.6f} != {result[name]} (rounded to {places} places); not stored")
                 return None
         out["user"] = np.asarray(dataset.field2id_token[dataset.uid_field])[users].astype(str)
         return out
+
+
+def matches_rounded(mean, reported, places):
+    """Whether ``reported`` (RecBole's metric, rounded to ``places`` decimals) can be the rounding of
+    ``mean``: within half a unit of the last place plus float32 slack.  Never compare rounded with
+    rounded: RecBole stores the float32 mean 0.07375 as 0.0738, while float64 ``round`` gives 0.0737."""
+    return abs(mean - reported) <= 0.5 * 10.0 ** -int(places) + 1e-6
 
 
 _MIXED = {}

@@ -54,3 +54,23 @@ def test_degenerate_and_holm():
     assert st.holm([0.04, 0.01, None, 0.02]) == [pytest.approx(0.04), pytest.approx(0.03), None, pytest.approx(0.04)]
     assert st.relative_improvement(0.11, 0.10) == pytest.approx(10.0)
     assert st.relative_improvement(0.1, 0.0) is None
+
+
+def test_per_user_means_match_rounded_metrics_within_half_a_unit():
+    """RecBole stores the float32 mean 0.07375 as 0.0738; float64 rounding gives 0.0737. The
+    per-user file of such a cell must be kept (it was dropped: significance tests lost cells)."""
+    from recbole_recgoat.trainer import matches_rounded
+
+    assert matches_rounded(0.07375, 0.0738, 4) and matches_rounded(0.07375, 0.0737, 4)
+    assert matches_rounded(0.123449, 0.1234, 4)
+    assert not matches_rounded(0.07390, 0.0738, 4) and not matches_rounded(0.0736, 0.0738, 4)
+
+
+def test_feature_set_label_names_what_the_model_read():
+    from recbole_recgoat.benchmark.leaderboard.compute import feature_label
+
+    labels = {"text": "text (MiniLM)", "user": "offline summary"}
+    rec = {"features": {"items": ["text", "audio"], "users": True}, "feature_norm": {"text": "none", "audio": "l2"}}
+    assert feature_label(rec, labels) == "text (MiniLM) + audio [l2]; users: offline summary"
+    assert feature_label({"features": {"items": [], "users": False}}, labels) == "IDs only"
+    assert feature_label({}, labels) == "n/a"  # records made before the field existed

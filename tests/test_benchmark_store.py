@@ -92,6 +92,30 @@ def test_cell_keys(tmp_path):
     assert kw["cmd_args"] == {"epochs": 2, "seed": 999, "checkpoint_dir": "/x/ckpt"}
 
 
+def test_seeds_per_dataset_variants_per_dataset_and_grids_per_dataset(tmp_path):
+    from recbole_recgoat.benchmark.cli import search_space_for
+
+    seeds = parse_seeds({"a": 2, "b": [7]}, datasets=["a", "b"])
+    assert seeds == {"a": [999, 1000], "b": [7]}
+    with pytest.raises(InputError, match="no entry for b"):
+        parse_seeds({"a": 2}, datasets=["a", "b"])
+    entries = build_entries(["BPR"], {"BPR-wd": {"model": "BPR", "weight_decay": 0.1, "datasets": ["a"]}})
+    assert entries[1].overrides == {"weight_decay": 0.1}  # `datasets` limits the variant, it is no config key
+    cells = build_cells(entries, ["a", "b"], seeds)
+    assert [(c.entry, c.dataset, c.seed) for c in cells] == [
+        ("BPR", "a", 999), ("BPR", "a", 1000), ("BPR", "b", 7), ("BPR-wd", "a", 999), ("BPR-wd", "a", 1000)]
+    # a variant limited to datasets the benchmark does not have is refused, not silently dropped
+    with pytest.raises(InputError, match="BPR-wd: datasets c"):
+        build_cells(build_entries([], {"BPR-wd": {"model": "BPR", "datasets": ["c"]}}), ["a"], [1])
+    # the keys of existing cells do not move (no `datasets` in the identity)
+    plain = build_cells(build_entries(["BPR"]), ["a"], [999])[0]
+    assert plain.key == cells[0].key
+    spaces = {"BPR": {"weight_decay": [0.0, 0.1]}, "BPR@b": {"weight_decay": [1.0]}}
+    assert search_space_for(spaces, "BPR", "a") == {"weight_decay": [0.0, 0.1]}
+    assert search_space_for(spaces, "BPR", "b") == {"weight_decay": [1.0]}
+    assert search_space_for({}, "BPR", "a")["weight_decay"][0] == 0.0  # properties/model/BPR.yaml's grid
+
+
 def test_bad_input():
     assert parse_set(["lr=1e-3", "name=abc", "flag=true", "l=[1, 2]"]) == {"lr": 0.001, "name": "abc", "flag": True, "l": [1, 2]}
     with pytest.raises(InputError):

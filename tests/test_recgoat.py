@@ -287,6 +287,23 @@ def test_modality_subsets(lfm):
         assert all(torch.isfinite(x) for x in losses)
 
 
+def test_id_only_row_has_no_lm_input(lfm):
+    """``modalities: []`` + no user features: the claim table's "ID only" RecGOAT trains and scores."""
+    model, tr = _model(lfm, modalities=[], use_user_features=False)
+    assert model.modalities == [] and len(model.mm_proj) == 0 and not model.use_user_features
+    assert model.feature_set() == {"items": [], "users": False}
+    bpr, reg, cl, ot_ = model.calculate_loss(next(iter(tr)))
+    assert float(cl) == 0.0 and float(ot_) == 0.0 and bpr.requires_grad
+    (bpr + reg).backward()
+    assert model.item_embedding.weight.grad.abs().sum() > 0
+    model.eval()
+    z_u, z_i = model.inference_embeddings()
+    assert torch.isfinite(z_i).all() and z_i.shape == (model.n_items, model.embedding_size)
+    assert "fusion_w_id" in model.epoch_diagnostics()
+    full, _ = _model(lfm)
+    assert full.feature_set() == {"items": ["text", "audio"], "users": True}
+
+
 def test_ui_attention_option(lfm):
     model, tr = _model(lfm, ui_graph="gat")
     assert hasattr(model, "ui_gat")

@@ -177,3 +177,39 @@ def test_killed_test_runner_leaves_no_subprocess(tmp_path):
     while _alive({child}) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive({child})
+
+
+def test_solver_loops_run_on_one_thread_with_the_same_bits():
+    """POT's Sinkhorn runs inside ``threads.single_thread`` (no OpenMP wake-up per iteration): the
+    plans and the W1 gradient are bitwise those of the multi-threaded solver, and the thread count
+    is restored after the block (also when it raises)."""
+    import ot
+    import torch
+
+    from recbole_recgoat.model.layers.alignment import entropic_plan, sinkhorn_w1, unit_euclidean_cost
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(256, 64, generator=gen, requires_grad=True)
+        y = torch.randn(256, 64, generator=gen)
+        cost = unit_euclidean_cost(x, y).detach()
+        n = cost.shape[0]
+        marg = torch.full((n,), 1.0 / n)
+        reference = ot.sinkhorn(marg, marg, cost, 0.05, method="sinkhorn_log", numItermax=100, stopThr=1e-6, warn=False)
+        assert torch.equal(entropic_plan(cost, 0.05, 100), reference)
+        dims = unit_euclidean_cost(x.detach().T, y.T)  # the d x d plan of the transport map
+        marg_d = torch.full((64,), 1.0 / 64)
+        assert torch.equal(entropic_plan(dims, 0.05, 100),
+                           ot.sinkhorn(marg_d, marg_d, dims, 0.05, method="sinkhorn_log", numItermax=100, stopThr=1e-6, warn=False))
+        w = sinkhorn_w1(x, y, 0.05, 100)
+        w.backward()
+        assert torch.isfinite(x.grad).all() and torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            with threads.single_thread():
+                assert torch.get_num_threads() == 1
+                raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -161,7 +161,7 @@ def cmd_run(args, doc):
     datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
     check_keys(entries, datasets[0])
     seeds = args.seed_list if args.seed_list else _pick(args.seeds, doc, "seeds", 1)
-    seeds = parse_seeds(seeds, _pick(args.base_seed, doc, "base_seed", BASE_SEED))
+    seeds = parse_seeds(seeds, _pick(args.base_seed, doc, "base_seed", BASE_SEED), datasets)
     use_tuned = _pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune")))
     tuned = tuned_for(store, entries, datasets) if use_tuned else None
     cells = build_cells(entries, datasets, seeds, _listify(_pick(args.config_files, doc, "config_files")),
@@ -186,7 +186,7 @@ def cmd_run(args, doc):
 
 def tune_tasks(args, doc):
     from recbole_recgoat.benchmark.spec import DEFAULT_DATASET, build_entries
-    from recbole_recgoat.benchmark.tuning import TuneTask, model_search_space, validate_space
+    from recbole_recgoat.benchmark.tuning import TuneTask
 
     tdoc = dict(doc.get("tune") or {})
     models = _listify(_pick(args.models, tdoc, "models")) or _listify(doc.get("models")) or []
@@ -198,14 +198,26 @@ def tune_tasks(args, doc):
     spaces = doc.get("search_space") or {}
     tasks = []
     for model in dict.fromkeys(e.model for e in entries):
-        space = validate_space(spaces[model], f"--config search_space.{model}") if model in spaces else model_search_space(model)
         for ds in datasets:
+            space = search_space_for(spaces, model, ds)
             tasks.append(TuneTask(model, ds, space, algo=_pick(args.algo, tdoc, "algo", "exhaustive"),
                                   max_evals=_pick(args.max_evals, tdoc, "max_evals", 10),
                                   seed=_pick(args.tune_seed, tdoc, "seed", 999),
                                   config_files=_listify(_pick(args.config_files, doc, "config_files")),
                                   overrides=overrides, force=bool(args.force)))
     return tasks
+
+
+def search_space_for(spaces, model, dataset):
+    """The grid of ``model`` on ``dataset``: the benchmark yaml's ``search_space`` entry
+    ``<model>@<dataset>``, else ``<model>``, else ``properties/model/<model>.yaml``'s (each entry is
+    a whole grid, not merged)."""
+    from recbole_recgoat.benchmark.tuning import model_search_space, validate_space
+
+    for name in (f"{model}@{dataset}", model):
+        if name in spaces:
+            return validate_space(spaces[name], f"--config search_space.{name}")
+    return model_search_space(model)
 
 
 def cmd_tune(args, doc):
@@ -216,7 +228,8 @@ def cmd_tune(args, doc):
     tasks = tune_tasks(args, doc)
     from recbole_recgoat.benchmark.spec import check_keys
 
-    check_keys([], tasks[0].dataset if tasks else None, {t.model: t.space for t in tasks})
+    for t in tasks:
+        check_keys([], t.dataset, {t.model: t.space})
     for t in tasks:
         check_existing(t, store)  # refuse before anything runs
     jobs, threads = _parallel(args, doc, len(tasks))
@@ -259,7 +272,8 @@ def cmd_leaderboard(args, doc, argv=None):
         per_user_metrics=_listify(_pick(args.per_user_metrics, ldoc, "per_user_metrics")),
         title=_pick(args.title, ldoc, "title"), focus=_pick(args.focus, ldoc, "focus"),
         datasets=_listify(_pick(args.datasets, ldoc, "datasets")), command=command,
-        figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc))
+        figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc),
+        feature_labels=ldoc.get("feature_labels"))
     _say(f"wrote {paths['md']}, {paths['csv'].name}, {paths['json'].name} and {len(paths['figures'])} figures")
     return 0
 

@@ -46,8 +46,15 @@ def parse_set(pairs):
     return out
 
 
-def parse_seeds(seeds, base=BASE_SEED):
-    """``5`` -> ``[999, ..., 1003]``; a list -> itself (ints)."""
+def parse_seeds(seeds, base=BASE_SEED, datasets=None):
+    """``5`` -> ``[999, ..., 1003]``; a list -> itself (ints); a mapping ``{dataset: count or list}``
+    (seeds per dataset) -> ``{dataset: [seeds]}`` for each of ``datasets``."""
+    if isinstance(seeds, dict):
+        missing = [d for d in datasets or [] if d not in seeds]
+        if missing:
+            raise InputError(f"seeds: no entry for {', '.join(missing)}; expected seeds: {{dataset: count or [seeds]}} "
+                             "naming every dataset")
+        return {d: parse_seeds(seeds[d], base) for d in (datasets or seeds)}
     if seeds is None:
         seeds = 1
     if isinstance(seeds, (list, tuple)):
@@ -81,11 +88,13 @@ def short_hash(obj, n=16):
 
 @dataclass
 class Entry:
-    """A leaderboard row: ``name`` (model or variant name), ``model``, its ``overrides``."""
+    """A leaderboard row: ``name`` (model or variant name), ``model``, its ``overrides``, and the
+    ``datasets`` it runs on (None: all of the benchmark's)."""
 
     name: str
     model: str
     overrides: dict = field(default_factory=dict)
+    datasets: list = None
 
 
 @dataclass
@@ -153,7 +162,9 @@ class Cell:
 
 
 def build_entries(models, variants=None):
-    """Entries for ``models`` (plain) followed by ``variants`` ({name: {model: M, ...}})."""
+    """Entries for ``models`` (plain) followed by ``variants`` ({name: {model: M, key: value, ...}}; an
+    optional ``datasets: [...]`` in a variant limits it to those datasets, e.g. a user-feature
+    ablation on the datasets that have user features)."""
     entries, names = [], set()
     for m in models or []:
         name = canonical_model(m)
@@ -167,8 +178,10 @@ def build_entries(models, variants=None):
         if vname in names:
             raise InputError(f"variants: {vname}: name already used by a model or another variant")
         names.add(vname)
-        overrides = {k: v for k, v in spec.items() if k != "model"}
-        entries.append(Entry(str(vname), canonical_model(spec["model"]), overrides))
+        overrides = {k: v for k, v in spec.items() if k not in ("model", "datasets")}
+        only = spec.get("datasets")
+        only = [only] if isinstance(only, str) else (list(only) if only is not None else None)
+        entries.append(Entry(str(vname), canonical_model(spec["model"]), overrides, only))
     if not entries:
         raise InputError("models: none given; pass --models M1 M2 ... or a yaml with models:")
     return entries
@@ -204,19 +217,25 @@ def check_keys(entries, dataset=DEFAULT_DATASET, search_spaces=None):
 def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tuned=None):
     """Every cell, in order entry-major then dataset then seed.
 
+    ``seeds``: a list for every dataset, or ``{dataset: [seeds]}`` (:func:`parse_seeds`).
     ``tuned`` maps ``(model, dataset)`` to ``(params, info)``; tuned params sit below a variant's
-    overrides.
+    overrides.  An entry with ``datasets`` runs on those only (each must be a benchmark dataset).
     """
     files = [os.path.abspath(p) for p in (config_files or [])]
     for p in files:
         if not os.path.isfile(p):
             raise InputError(f"--config_files: {p} does not exist; expected a yaml file")
+    datasets = list(datasets or [DEFAULT_DATASET])
     cells = []
     for entry in entries:
-        for dataset in datasets or [DEFAULT_DATASET]:
+        unknown = [d for d in entry.datasets or [] if d not in datasets]
+        if unknown:
+            raise InputError(f"variants: {entry.name}: datasets {', '.join(unknown)} not in the benchmark's datasets "
+                             f"({', '.join(datasets)}); expected a subset")
+        for dataset in [d for d in datasets if entry.datasets is None or d in entry.datasets]:
             params, info = (tuned or {}).get((entry.model, dataset), ({}, None))
             config_dict = {**params, **entry.overrides}
-            for seed in seeds:
+            for seed in (seeds[dataset] if isinstance(seeds, dict) else seeds):
                 cells.append(Cell(entry.name, entry.model, dataset, int(seed), files, config_dict,
                                   dict(overrides or {}), tuning=info,
                                   variant_overrides=dict(entry.overrides)).finalize())

@@ -52,11 +52,12 @@ class MultiModalRecommender(GeneralRecommender):
 
     input_type = InputType.PAIRWISE
     uses_features = True
+    min_modalities = 1  # item modalities the model needs (RecGOAT: 0, its "ID only" ablation)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         features = getattr(dataset, "item_features", None) or {}
-        if not features:
+        if len(features) < self.min_modalities:
             raise InputError(
                 f"item_feature_files: {self.__class__.__name__} needs item feature matrices and dataset "
                 f"'{config['dataset']}' declares none (or load_features is false); expected modality: file.npy"
@@ -76,6 +77,11 @@ class MultiModalRecommender(GeneralRecommender):
         self.graph_stats = {}
         self._cache = None
         self.dataset_name = config["dataset"]
+
+    def feature_set(self):
+        """What the model reads: ``{"items": [modality, ...], "users": bool}`` (recorded per run, named
+        by the leaderboard's feature-set column)."""
+        return {"items": list(self.modalities), "users": False}
 
     @property
     def norm_adj(self):

@@ -71,7 +71,12 @@ def initial_fusion_weights(init, keys):
 
 
 class RecGOAT(MultiModalRecommender):
-    """RecGOAT as a RecBole ``GeneralRecommender`` (pairwise, BPR)."""
+    """RecGOAT as a RecBole ``GeneralRecommender`` (pairwise, BPR).
+
+    ``modalities: []`` with ``use_user_features: False`` is the "ID only" row of the paper's claim:
+    no LM input at all (LightGCN's propagation, then the fusion's LayerNorm)."""
+
+    min_modalities = 0
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -273,7 +278,9 @@ class RecGOAT(MultiModalRecommender):
         return pairs
 
     def cmcl_loss(self, pairs, record=True):
-        """``L_CMCL``: mean over the pairs of Lemma 3.3's loss; logs both sides of the lemma."""
+        """``L_CMCL``: mean over the pairs of Lemma 3.3's loss (0 without pairs); logs both sides of the lemma."""
+        if not pairs:
+            return self.item_embedding.weight.new_zeros(())
         losses = []
         for name, a, b in pairs:
             loss = cmcl(a, b, self.tau)
@@ -284,7 +291,9 @@ class RecGOAT(MultiModalRecommender):
         return torch.stack(losses).mean()
 
     def oat_loss(self, parts, z_i, items):
-        """``L_OAT``: mean over modalities of the entropic ``W1(P^m, Q)`` on (a sample of) the batch's items."""
+        """``L_OAT``: mean over modalities of the entropic ``W1(P^m, Q)`` on (a sample of) the batch's items (0 without modalities)."""
+        if not self.modalities:
+            return z_i.new_zeros(())
         items = self._subsample(items, self.ot_sample)
         w = [sinkhorn_w1(rows(parts["t_m"][m], items), rows(z_i, items), self.ot_eps, self.ot_iters) for m in self.modalities]
         return torch.stack(w).mean()
@@ -325,6 +334,9 @@ class RecGOAT(MultiModalRecommender):
     def inference_embeddings(self):
         z_u, z_i, _ = self.forward()
         return z_u, z_i
+
+    def feature_set(self):
+        return {"items": list(self.modalities), "users": self.use_user_features}
 
     # ------------------------------------------------------------------------------------------
     # diagnostics (logged by the trainer after every epoch)

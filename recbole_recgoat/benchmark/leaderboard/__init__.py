@@ -30,9 +30,10 @@ __all__ = ["build", "compute", "write"]
 
 
 def build(store, out_dir, name="leaderboard", tables=None, headline=None, columns=None, per_user_metrics=None,
-          title=None, focus=None, datasets=None, command=None, figures=True, note=None):
+          title=None, focus=None, datasets=None, command=None, figures=True, note=None, feature_labels=None):
     """Compute the leaderboard from ``store`` and write it to ``out_dir``; returns the written paths."""
-    board = compute(store, tables=tables, headline=headline, per_user_metrics=per_user_metrics, datasets=datasets)
+    board = compute(store, tables=tables, headline=headline, per_user_metrics=per_user_metrics, datasets=datasets,
+                    feature_labels=feature_labels)
     attach_curves(board, store)
     return write(board, out_dir, name=name, columns=columns, title=title, focus=focus, command=command, figures=figures,
                  note=note)

@@ -58,7 +58,30 @@ def clean_config(config):
     return {k: v for k, v in sorted((config or {}).items()) if k not in VOLATILE_CONFIG_KEYS}
 
 
-def summarize_row(name, recs, metrics):
+def feature_label(record, labels=None):
+    """The feature set a record's model read, in words: ``text (MiniLM) + audio (VGGish, L2); users:
+    offline summary`` from ``record["features"]`` (``{"items": [...], "users": bool}``), the loader's
+    ``feature_norm`` and ``labels`` (``{modality or "user": description}``, the leaderboard yaml's
+    ``feature_labels`` of the dataset; default the modality's name).  ``IDs only`` for a model that
+    reads no feature; ``n/a`` for records made before the field existed."""
+    feats = record.get("features")
+    if feats is None:
+        return "n/a"
+    labels = labels or {}
+    norms = record.get("feature_norm") or {}
+    items = []
+    for m in feats.get("items") or []:
+        text = str(labels.get(m, m))
+        if norms.get(m, "none") != "none":
+            text = f"{text} [{norms[m]}]"
+        items.append(text)
+    out = " + ".join(items) or "IDs only"
+    if feats.get("users"):
+        out += "; users: " + str(labels.get("user", "user features"))
+    return out
+
+
+def summarize_row(name, recs, metrics, feature_labels=None):
     seeds = [r["seed"] for r in recs]
     test = {m: dict(zip(("mean", "std"), st.mean_std([r["test_result"][m] for r in recs if m in r["test_result"]])),
                     values=[r["test_result"].get(m) for r in recs]) for m in metrics}
@@ -98,6 +121,7 @@ def summarize_row(name, recs, metrics):
         "variant_overrides": (first.get("cell") or {}).get("variant_overrides") or {},
         "cell_overrides": (first.get("cell") or {}).get("overrides") or {},
         "tuning": first.get("tuning"),
+        "features": feature_label(first, feature_labels),
         "config": configs[0],
         "config_differs_across_seeds": differing,
         "versions": first.get("versions"),
@@ -200,8 +224,9 @@ def default_tables(row_names, rows_by_name):
     return tables
 
 
-def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=None):
-    """The leaderboard as a json-able dict (see the module docstring)."""
+def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=None, feature_labels=None):
+    """The leaderboard as a json-able dict (see the module docstring); ``feature_labels``:
+    ``{dataset: {modality or "user": description}}`` for the rows' feature-set column."""
     store = store if isinstance(store, Store) else Store(store)
     records, read_stats = store.records(with_stats=True)
     if not records:
@@ -223,7 +248,8 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
             raise InputError(f"--headline {head}: not a test metric of {dataset}; expected one of {', '.join(metrics)}")
         pu_metrics = [m.lower() for m in (per_user_metrics or [head, head.replace("recall", "ndcg")])]
         pu_metrics = list(dict.fromkeys(m for m in pu_metrics if m in metrics))
-        rows_by_name = OrderedDict((name, summarize_row(name, recs, metrics)) for name, recs in variants.items())
+        labels = (feature_labels or {}).get(dataset)
+        rows_by_name = OrderedDict((name, summarize_row(name, recs, metrics, labels)) for name, recs in variants.items())
         stats_list = [r.get("dataset_stats") for r in all_recs if r.get("dataset_stats")]
         ds_out = {"stats": stats_list[0] if stats_list else None,
                   "stats_consistent": all(s == stats_list[0] for s in stats_list) if stats_list else None,

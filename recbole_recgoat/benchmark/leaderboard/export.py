@@ -37,7 +37,7 @@ def _json_default(obj):
 
 
 def write_csv(board, path):
-    header = ["dataset", "table", "name", "model", "n_seeds", "seeds"]
+    header = ["dataset", "table", "name", "model", "features", "n_seeds", "seeds"]
     lines = []
     all_metrics = []
     for ds in board["datasets"].values():
@@ -51,7 +51,8 @@ def write_csv(board, path):
     for dname, ds in board["datasets"].items():
         for table in ds["tables"]:
             for r in table["rows"]:
-                row = [dname, table["title"], r["name"], r["model"], r["n"], " ".join(map(str, r["seeds"]))]
+                row = [dname, table["title"], r["name"], r["model"], r.get("features", "n/a"), r["n"],
+                       " ".join(map(str, r["seeds"]))]
                 for m in all_metrics:
                     v = r["test"].get(m, {})
                     row += [_csv_num(v.get("mean")), _csv_num(v.get("std"))]

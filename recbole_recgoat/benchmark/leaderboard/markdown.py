@@ -74,14 +74,15 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None, n
             lines += ["", f"### {table['title']}", "",
                       f"Test split, mean ± std over {'/'.join(map(str, nseeds))} seeds; best of each column in bold; "
                       f"rows sorted by test {pretty(head)}.", ""]
-            lines.append("| Model | " + " | ".join(pretty(c) for c in cols) + " | seeds |")
-            lines.append("|---|" + "---:|" * len(cols) + "---:|")
+            lines.append("| Model | " + " | ".join(pretty(c) for c in cols) + " | seeds | features |")
+            lines.append("|---|" + "---:|" * len(cols) + "---:|---|")
             for r in rows:
-                lines.append(f"| {r['name']} | " + " | ".join(_cell(r, c, best) for c in cols) + f" | {r['n']} |")
+                lines.append(f"| {r['name']} | " + " | ".join(_cell(r, c, best) for c in cols)
+                             + f" | {r['n']} | {r.get('features', 'n/a')} |")
             if len(rows) > 1:
                 imp = [table["improvement_pct"].get(c) for c in cols]
                 lines.append("| *Improv. best vs runner-up* | " + " | ".join(
-                    "n/a" if v is None else f"{v:+.2f}% ({best[c]} vs {table['runner_up'][c]})" for v, c in zip(imp, cols)) + " | |")
+                    "n/a" if v is None else f"{v:+.2f}% ({best[c]} vs {table['runner_up'][c]})" for v, c in zip(imp, cols)) + " | | |")
             figs = board.get("figures") or {}
             bar = figs.get(f"{dname}/{table['title']}/bars")
             if bar:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbole_recgoat.threads import single_thread
+
 
 def cosine_logits(z_m, z):
     """``[B, B]`` cosine similarities ``z^m_i . z_j`` of L2-normalised rows."""
@@ -72,9 +74,10 @@ def entropic_plan(cost, eps, n_iter=200, stop_thr=1e-6, warmstart=None, return_p
     n, m = c.shape
     a = torch.full((n,), 1.0 / n, dtype=c.dtype, device=c.device)
     b = torch.full((m,), 1.0 / m, dtype=c.dtype, device=c.device)
-    plan, log = ot.sinkhorn(
-        a, b, c, eps, method="sinkhorn_log", numItermax=n_iter, stopThr=stop_thr, warn=False, log=True, warmstart=warmstart
-    )
+    with single_thread():  # hundreds of small kernels: one thread, no OpenMP wake-ups (same bits)
+        plan, log = ot.sinkhorn(
+            a, b, c, eps, method="sinkhorn_log", numItermax=n_iter, stopThr=stop_thr, warn=False, log=True, warmstart=warmstart
+        )
     return (plan, (log["log_u"], log["log_v"])) if return_potentials else plan
 
 
