@@ -3,7 +3,9 @@
     python run_recbole.py --model=RecGOAT --dataset=lastfm-2k --config_files="a.yaml b.yaml" --learning_rate=0.0005
 
 Every ``--key=value`` that is not one of the named flags is a config override (highest
-precedence, as in RecBole).  Prints the best validation and the test metrics as a table.
+precedence, as in RecBole).  Prints the best validation and the test metrics as a table (stdout);
+while it runs, a short header and one line per epoch (stderr; ``--verbose``: all of RecBole's
+log there too, ``--quiet``: nothing but warnings and errors).  The log file keeps everything.
 
 Exit status (every command of the package): 0 success, 2 bad input (one ``error: ...`` line on
 stderr naming the key, file or field; nothing written), 1 internal error (a traceback).
@@ -31,7 +33,13 @@ def build_parser():
     parser.add_argument("--ip", default="127.0.0.1", help="address of the rank-0 machine")
     parser.add_argument("--port", default="5678", help="port of the rank-0 machine")
     parser.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
-    parser.add_argument("--result_json", default=None, help="also write the result record to this file")
+    parser.add_argument("--result_json", default=None, help="also write the result record to this file "
+                        "(with --quiet: instead of printing the table)")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--verbose", action="store_true",
+                       help="the terminal shows all of RecBole's log (config, model, per-epoch details), as the log file")
+    shown.add_argument("--quiet", action="store_true",
+                       help="nothing while it runs but warnings and errors: the table only, or only --result_json")
     parser.add_argument("--checkpoint", default=None, help="re-score the test split of this checkpoint (.pth) and exit; "
                         "no training (its own config is used)")
     return parser
@@ -57,8 +65,9 @@ def format_table(result):
     valid, test = result["best_valid_result"], result["test_result"]
     names = list(dict.fromkeys(list(valid) + list(test)))
     width = max([len(n) for n in names] + [6])
+    best = "-" if result["best_epoch"] is None else result["best_epoch"] + 1  # counted from 1, as the epoch lines
     lines = [
-        f"{result['model']} on {result['dataset']} (seed {result['seed']}, best epoch {result['best_epoch']}, "
+        f"{result['model']} on {result['dataset']} (seed {result['seed']}, best epoch {best} of {result.get('epochs_run', '?')}, "
         f"selected on valid {result['valid_metric']})",
         f"{'metric':<{width}}  {'valid':>8}  {'test':>8}",
         f"{'-' * width}  {'-' * 8}  {'-' * 8}",
@@ -87,6 +96,8 @@ def main(argv=None):
         if args.result_json and not os.path.isdir(os.path.dirname(os.path.abspath(args.result_json))):
             raise InputError(f"--result_json={args.result_json}: no folder {os.path.dirname(os.path.abspath(args.result_json))}; "
                              "expected a file in an existing folder")
+        if args.verbose or args.quiet:
+            cmd_args["console"] = "verbose" if args.verbose else "quiet"
         config_files = args.config_files.split() if args.config_files else None
         if args.checkpoint:
             if cmd_args or config_files:
@@ -115,7 +126,8 @@ def main(argv=None):
         return 2
     if result is None:  # a non-zero rank of a multi-machine run
         return 0
-    print(format_table(result))
+    if not (args.quiet and args.result_json):
+        print(format_table(result))
     if args.result_json:
         with open(args.result_json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)

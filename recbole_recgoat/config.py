@@ -25,6 +25,7 @@ from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import BUNDLED_DATA_DIR, bundled_datasets, configured_datasets
 from recbole_recgoat.threads import thread_count_setting
 from recbole_recgoat.utils.allocator import reuse_setting
+from recbole_recgoat.utils.console import console_mode
 from recbole_recgoat.utils.registry import get_model, plugin_models
 
 DEFAULT_DATASET = "lastfm-2k"
@@ -117,6 +118,8 @@ class Config(RecBoleConfig):
             )
         cfg["reuse_freed_memory"] = reuse_setting(cfg["reuse_freed_memory"])  # checked before data loads
         cfg["cpu_threads"] = thread_count_setting(cfg["cpu_threads"])
+        cfg["console"] = console_mode(cfg.get("console"))
+        cfg["show_progress"] = progress_setting(cfg.get("show_progress"))
         if str(cfg["load_features"]).lower() == "auto":
             cfg["load_features"] = bool(getattr(self.model_class, "uses_features", False))
 
@@ -156,7 +159,20 @@ class Config(RecBoleConfig):
     def _init_device(self):
         """RecBole's device logic; a rank of a multi-process run (``local_rank`` set) gets its own
         device here and joins the process group when the run starts
-        (:mod:`recbole_recgoat.distributed`)."""
+        (:mod:`recbole_recgoat.distributed`).  ``use_gpu`` then says whether the run uses CUDA
+        (RecBole keeps ``True`` on a machine without it)."""
         if "local_rank" not in self.final_config_dict:
-            return super()._init_device()
+            super()._init_device()
+            self.final_config_dict["use_gpu"] = self.final_config_dict["device"].type == "cuda"
+            return
         rank_device(self.final_config_dict)
+
+
+def progress_setting(value):
+    """``show_progress`` as True, False or ``'auto'`` (None -> False)."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("auto", "true", "false"):
+        return {"true": True, "false": False}.get(text, "auto")
+    raise InputError(f"show_progress: got {value!r}; expected True, False or auto")

@@ -4,8 +4,8 @@ A config with ``local_rank`` is one rank of a data-parallel run (RecBole's keys:
 ``ip``, ``port``, ``nproc``, ``offset`` = rank of this machine's first process).
 
 * :func:`rank_device` - what the Config sets for a rank: its device (``cuda:<local_rank>`` when
-  the run uses CUDA, else the CPU), ``single_spec: False``, and quiet logging on ranks other
-  than 0.
+  the run uses CUDA, else the CPU; ``use_gpu`` says which), ``single_spec: False``, and quiet
+  logging on ranks other than 0 (only rank 0 prints).
 * :func:`join_process_group` - the rank joins the group before any dataloader is built: NCCL on
   CUDA, gloo on CPU (RecBole 1.2.1 always asks for NCCL), or ``dist_backend`` when set.
 * :func:`launch` - ``nproc`` processes on this machine, ranks ``offset .. offset + nproc - 1`` of
@@ -32,11 +32,13 @@ def rank_device(cfg):
     cfg["gpu_id"] = gpu_id
     use_cuda = bool(cfg["use_gpu"]) and len(gpu_id) > 0 and torch.cuda.is_available()
     cfg["device"] = torch.device("cuda", cfg["local_rank"]) if use_cuda else torch.device("cpu")
+    cfg["use_gpu"] = use_cuda  # as used
     cfg["single_spec"] = False
     if cfg["local_rank"] != 0:
         cfg["state"] = "error"
         cfg["show_progress"] = False
         cfg["verbose"] = False
+        cfg["console"] = "quiet"
 
 
 def join_process_group(config):

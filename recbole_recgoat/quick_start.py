@@ -23,8 +23,10 @@ from recbole_recgoat.data.dataset import MultiModalDataset
 from recbole_recgoat.data.inter_files import unseen_summary
 from recbole_recgoat.distributed import join_process_group, launch
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.run_header import header_lines
 from recbole_recgoat.trainer import get_trainer, read_checkpoint
 from recbole_recgoat.utils.allocator import reuse_freed_memory, wants_reuse
+from recbole_recgoat.utils.console import TERMINAL, Stage, route_terminal
 from recbole_recgoat.utils.environment import versions
 
 
@@ -35,6 +37,8 @@ def init_logger(config):
     time in a process; the previous run's handlers are closed first so each run gets its own file.
     RecBole creates ``./log/<model>`` with an exists-then-makedirs check that races when the ranks
     of a distributed run start together; the directories are created here first, race-free.
+    The terminal then shows what ``config['console']`` says (:func:`~recbole_recgoat.utils.console.route_terminal`);
+    the log file keeps everything.
     """
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
     root = logging.getLogger()
@@ -42,6 +46,7 @@ def init_logger(config):
         root.removeHandler(handler)
         handler.close()
     recbole_init_logger(config)
+    route_terminal(config["console"] if "console" in config else None, root)  # None: normal
     for handler in root.handlers:
         if isinstance(handler, logging.FileHandler):
             return handler.baseFilename
@@ -85,7 +90,8 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
     threads.apply_thread_count(config["cpu_threads"])
     join_process_group(config)  # a rank of a multi-process run: before any dataloader exists
     init_seed(config["seed"], config["reproducibility"])
-    ds = create_dataset(config)  # validated: bad input stops here, before any file is written
+    with Stage(f"loading {config['dataset']}", show=shows_steps(config) and log):
+        ds = create_dataset(config)  # validated: bad input stops here, before any file is written
     # RecBole's trainer creates it with the same racy check as the log directory (see init_logger)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
     if wants_reuse(config["reuse_freed_memory"], ds.user_num + ds.item_num + ds.inter_num):
@@ -98,14 +104,22 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
     logger.info(config)
     logger.info(ds)
     resolve_eval_batch_size(config, ds)
-    train_data, valid_data, test_data = data_preparation(config, ds)
-    train_data = resolve_train_batch_size(config, train_data)
+    with Stage("splitting and building the dataloaders", show=shows_steps(config) and log):
+        train_data, valid_data, test_data = data_preparation(config, ds)
+        train_data = resolve_train_batch_size(config, train_data)
     # the test split is summarised by run() when it tests: a tuning trial never touches it
     notes = list(getattr(ds, "load_notes", [])) + unseen_summary(train_data._dataset, {"valid": valid_data._dataset},
                                                                  ds.uid_field, ds.iid_field)
     for level, line in notes:
         getattr(logger, level)(line)
     return config, ds, train_data, valid_data, test_data, logfile
+
+
+def shows_steps(config):
+    """Whether this process says on the terminal how long its slow steps took (not when quiet,
+    not on ranks other than 0 of a multi-process run, not below INFO)."""
+    state = str(config["state"] or "info").lower()
+    return config["console"] != "quiet" and config["local_rank"] == 0 and state in ("info", "debug")
 
 
 def resolve_train_batch_size(config, train_data):
@@ -168,8 +182,13 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
         model, dataset, config_file_list, config_dict, cmd_args
     )
     logger = getLogger()
-    model_obj = build_model(config, train_data)
+    with Stage(f"building {config['model']}", show=shows_steps(config)):
+        model_obj = build_model(config, train_data)
     logger.info(model_obj)
+    stats = dataset_stats(ds, train_data, valid_data, test_data if test else None)
+    if verbose:
+        for line in header_lines(config, ds, stats, model_obj, logfile):
+            logger.info(line, extra=TERMINAL)
     trainer = get_trainer(config.model_class)(config, model_obj)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], verbose=verbose
@@ -179,7 +198,8 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
     if test:
         for level, line in unseen_summary(train_data._dataset, {"test": test_data._dataset}, ds.uid_field, ds.iid_field):
             getattr(logger, level)(line)
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        with Stage("testing", show=shows_steps(config)):
+            test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
         test_result = {k: float(v) for k, v in (test_result or {}).items()}
         logger.info(set_color("test result", "yellow") + f": {test_result}")
     result = {
@@ -199,7 +219,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_a
         "diagnostics": trainer.diagnostics,
         "checkpoint": trainer.saved_model_file if saved else None,
         "log_file": logfile,
-        "dataset_stats": dataset_stats(ds, train_data, valid_data, test_data if test else None),
+        "dataset_stats": stats,
         "feature_norm": dict(getattr(ds, "item_feature_norm", {}) or {}),
         "features": model_obj.feature_set() if hasattr(model_obj, "feature_set") else {"items": [], "users": False},
         "versions": versions(),
@@ -254,7 +274,7 @@ def load_data_and_model(model_file):
     """
     checkpoint = read_checkpoint(model_file)
     saved = checkpoint["config"]
-    config_dict = {k: v for k, v in saved.final_config_dict.items() if k not in DERIVED_KEYS}
+    config_dict = {k: v for k, v in saved.final_config_dict.items() if k not in _DERIVED_KEYS}
     config_dict["data_path"] = os.path.dirname(os.path.normpath(saved["data_path"]))
     neg = config_dict.get("train_neg_sample_args")
     if isinstance(neg, dict) and neg.get("distribution") == "none":  # RecBole's own spelling of "no negatives"
@@ -285,7 +305,7 @@ def evaluate_checkpoint(model_file):
 
 
 # Keys RecBole derives itself; passing them back in would fight its own derivation.
-DERIVED_KEYS = {
-    "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "single_spec", "local_rank",
+_DERIVED_KEYS = {
+    "device", "use_gpu", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "single_spec", "local_rank",
     "valid_neg_sample_args", "test_neg_sample_args", "data_path", "model", "dataset", "valid_metric_bigger",
 }

@@ -20,11 +20,18 @@
   curve;
 * per-user metrics of the last evaluation (:meth:`PluginTrainerMixin.per_user_metrics`): its
   collector (:class:`UserCollector`) also records which user each evaluated row is;
-* :meth:`PluginTrainerMixin.train_epoch`, one training epoch as ``fit`` runs it (benchmarks).
+* :meth:`PluginTrainerMixin.train_epoch`, one training epoch as ``fit`` runs it (benchmarks);
+* one line per epoch for the terminal (RecBole's per-epoch blocks still go to the log file):
+  epoch / max, train loss, the valid metric, the best so far and its epoch, patience left, the
+  epoch's time and the ETA (:func:`recbole_recgoat.utils.console.training_eta`); epochs count
+  from 1 there (RecBole's log and the result record count from 0);
+* ``show_progress: auto``: RecBole's progress bar (with its ETA) for an evaluation of a large
+  catalogue, on a terminal (:data:`PROGRESS_MIN_SCORES` scores or more).
 """
 
 import inspect
 import os
+import sys
 import uuid
 import warnings
 from time import time
@@ -36,7 +43,10 @@ from recbole.utils import get_local_time, set_color
 from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.utils.console import TERMINAL, duration, training_eta
 from recbole_recgoat.utils.profiling import PeakMemory
+
+PROGRESS_MIN_SCORES = 2 * 10**8  # show_progress: auto shows a bar for evaluations scoring this many (user, item) pairs
 
 
 def read_checkpoint(path, map_location="cpu"):
@@ -115,6 +125,7 @@ class PluginTrainerMixin:
         self.valid_curve = []  # [(epoch, valid_score, {metric: value})]
         self.diagnostics = []  # [(epoch, {name: value})]
         self._epoch = -1
+        self._fit_progress = None  # while fit runs: what the per-epoch terminal line needs
         self.eval_collector = UserCollector(config)
 
     # -- training --------------------------------------------------------------------------
@@ -139,14 +150,60 @@ class PluginTrainerMixin:
         returns the epoch's loss (a float, or a tuple for a model with several loss parts)."""
         return self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
 
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's ``fit``, with one line per epoch for the terminal when ``verbose``."""
+        validates = bool(valid_data) and self.eval_step > 0
+        self._fit_progress = {"start": time(), "validates": validates, "verbose": verbose, "epoch_start": time()}
+
+        def after_validation(epoch_idx, valid_score):
+            self._report_epoch(epoch_idx, valid_score)
+            if callback_fn is not None:
+                callback_fn(epoch_idx, valid_score)
+
+        try:
+            return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                               callback_fn=after_validation)
+        finally:
+            self._fit_progress = None
+
+    def _report_epoch(self, epoch_idx, valid_score):
+        """The terminal's line for epoch ``epoch_idx`` (logged, so the log file has it too)."""
+        progress = self._fit_progress
+        if not progress or not progress["verbose"]:
+            return
+        now = time()
+        per_epoch = (now - progress["start"]) / max(epoch_idx - self.start_epoch + 1, 1)
+        loss, places = self.train_loss_dict.get(epoch_idx), int(self.config["metric_decimal_place"] or 4)
+        width = len(str(self.epochs))
+        parts = [f"epoch {epoch_idx + 1:>{width}}/{self.epochs}"]
+        if loss is not None:
+            parts.append(f"loss {loss:.{int(self.config['loss_decimal_place'] or 4)}f}")
+        stopped = False
+        if valid_score is not None:
+            stopped = self.cur_step > self.stopping_step
+            parts.append(f"valid {self.valid_metric} {valid_score:.{places}f}")
+        if self.best_epoch is not None:
+            parts.append(f"best {self.best_valid_score:.{places}f} @{self.best_epoch + 1}")
+            parts.append(f"patience {max(self.stopping_step - self.cur_step, 0)}/{self.stopping_step}")
+        parts.append(duration(now - progress["epoch_start"]))
+        early = progress["validates"]
+        parts.append(training_eta(epoch_idx, self.epochs, per_epoch, self.best_epoch if early else None,
+                                  self.stopping_step if early else None, self.eval_step, stopped=stopped))
+        if stopped:
+            parts.append("(early stop)")
+        self.logger.info("  ".join(parts), extra=TERMINAL)
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._epoch = epoch_idx
         hook = getattr(self.model, "pre_epoch_processing", None)
         start = time()
+        if self._fit_progress:
+            self._fit_progress["epoch_start"] = start
         with PeakMemory(self.device) as mem:
             if callable(hook):
                 hook()
-            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+            bar = show_progress != "auto" and bool(show_progress)  # auto: bars for large evaluations only
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=bar)
         self.epoch_times.append(time() - start)
         self.peak_memory_bytes = max(self.peak_memory_bytes, mem.peak_bytes)
         diag = getattr(self.model, "epoch_diagnostics", None)
@@ -156,10 +213,25 @@ class PluginTrainerMixin:
                 self.diagnostics.append((epoch_idx, dict(values)))
                 text = ", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in values.items())
                 self.logger.info(set_color(f"epoch {epoch_idx} diagnostics", "green") + f" [{text}]")
+        progress = self._fit_progress
+        if progress and not (progress["validates"] and (epoch_idx + 1) % self.eval_step == 0):
+            self.train_loss_dict[epoch_idx] = sum(loss) if isinstance(loss, tuple) else loss
+            self._report_epoch(epoch_idx, None)  # no validation after this epoch: its line now
         return loss
 
+    def _auto_progress(self, eval_data, show_progress):
+        """``show_progress`` for an evaluation: as given, or with ``auto`` a bar when stderr is a
+        terminal and the evaluation scores at least :data:`PROGRESS_MIN_SCORES` pairs."""
+        if show_progress != "auto":
+            return bool(show_progress)
+        if not sys.stderr.isatty():
+            return False
+        uids = getattr(eval_data, "uid_list", None)
+        users = 0 if uids is None else len(uids)
+        return users * int(eval_data._dataset.item_num) >= PROGRESS_MIN_SCORES
+
     def _valid_epoch(self, valid_data, show_progress=False):
-        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        score, result = super()._valid_epoch(valid_data, show_progress=self._auto_progress(valid_data, show_progress))
         better = score >= self.best_valid_score if self.valid_metric_bigger else score <= self.best_valid_score
         if better:  # RecBole's early_stopping keeps ties as the new best, so do we
             self.best_epoch = self._epoch
@@ -205,7 +277,7 @@ class PluginTrainerMixin:
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
             self.load_model_file(model_file)
-        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        return super().evaluate(eval_data, load_best_model=False, show_progress=self._auto_progress(eval_data, show_progress))
 
     def per_user_metrics(self, dataset, result):
         """``{'user': tokens [U], '<metric>@k': values [U], ...}`` of the last evaluation, from

@@ -23,6 +23,7 @@ BUNDLED = REPO / "recbole_recgoat" / "bundled"
 
 @pytest.fixture(autouse=True)
 def isolated_run(tmp_path, monkeypatch):
+    recbole_recgoat.compat.apply_warning_filters()  # pytest resets the filters the import set, per test
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [sys.argv[0]])
     yield tmp_path

@@ -25,7 +25,7 @@ LAYERS = [
     ("graphs", ["model.layers"]),
     ("model", ["model"]),
     ("trainer", ["trainer"]),
-    ("run", ["quick_start"]),
+    ("run", ["quick_start", "run_header"]),
     ("features", ["features"]),
     ("results store", ["benchmark"]),
     ("leaderboard", ["benchmark.leaderboard"]),

@@ -6,6 +6,9 @@ context (``jobs`` processes, ``threads`` torch threads each, ``jobs x threads <=
 records, each as soon as its cell returns, so a killed benchmark loses at most the cells in
 flight; the workers die with the parent (``PR_SET_PDEATHSIG`` on Linux).
 
+Each finished cell says how far the grid is: cells done / total and an ETA (the wall time per
+finished cell so far, which includes the parallelism, times the cells left; :class:`GridProgress`).
+
 ``ray`` (opt-in): the same cells as Ray tasks (``num_cpus = threads``) on the cluster that
 ``ray.init(address)`` joins (a local one when no address is given); results come back to this
 process, which writes them to the same store.  Ray is imported only here, only for this backend.
@@ -16,6 +19,7 @@ import sys
 import time
 
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.utils.console import duration
 
 
 def usable_cores():
@@ -44,18 +48,55 @@ def _say(msg):
     print(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _store_result(store, cell, out):
+class GridProgress:
+    """Cells done of ``total`` and the ETA of the rest, from the wall time since ``start``."""
+
+    def __init__(self, total, start=None, clock=time.time):
+        self.total, self.done, self.failed = int(total), 0, 0
+        self.clock = clock
+        self.start = clock() if start is None else start
+
+    def tick(self, ok=True):
+        self.done += 1
+        self.failed += 0 if ok else 1
+
+    def text(self):
+        elapsed = self.clock() - self.start
+        failed = f", {self.failed} failed" if self.failed else ""
+        left = self.total - self.done
+        eta = duration(elapsed / self.done * left) if self.done else "?"
+        return f"[{self.done}/{self.total} cells{failed}, {duration(elapsed)}, ETA {'0.0s' if not left else '~' + eta}]"
+
+
+def _store_result(store, cell, out, progress=None):
+    suffix = ""
+    if progress is not None:
+        progress.tick(ok=not out.get("error"))
+        suffix = " " + progress.text()
     if out.get("error"):
         store.record_failure(cell.key, {"cell": cell.as_dict(), "error": out["error"]})
-        _say(f"FAILED {cell.describe()}:\n{out['error'].rstrip().splitlines()[-1]}")
+        _say(f"FAILED {cell.describe()}{suffix}:\n{out['error'].rstrip().splitlines()[-1]}")
         return False
     written = store.append_record(out["record"], out.get("per_user"))
     rec = out["record"]
     metric = (rec.get("valid_metric") or "").lower()
     test = rec.get("test_result", {}).get(metric)
     _say(f"done {cell.describe()}: valid {metric} {rec.get('best_valid_score'):.4f}, test {test}, "
-         f"{rec.get('wall_time_s', 0):.1f}s" + ("" if written else " (already stored by another writer)"))
+         f"{rec.get('wall_time_s', 0):.1f}s" + ("" if written else " (already stored by another writer)") + suffix)
     return True
+
+
+def _with_progress(on_result, total):
+    """``on_result`` followed by a progress line (cells done / total, ETA)."""
+    progress = GridProgress(total)
+
+    def handle(cell, out):
+        ok = on_result(cell, out)
+        progress.tick(ok=bool(ok))
+        _say(progress.text())
+        return ok
+
+    return handle
 
 
 def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, fn=None, on_result=None):
@@ -66,7 +107,12 @@ def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, 
     from recbole_recgoat.benchmark import worker
 
     fn = fn or worker.run_cell
-    on_result = on_result or (lambda cell, out: _store_result(store, cell, out))
+    tasks = list(tasks)
+    if on_result is None:
+        progress = GridProgress(len(tasks))
+        on_result = lambda cell, out: _store_result(store, cell, out, progress)  # noqa: E731
+    else:
+        on_result = _with_progress(on_result, len(tasks))
     if backend == "ray":
         return _execute_ray(tasks, store, jobs, threads, ray_address, fn, on_result)
     if backend != "local":

@@ -8,7 +8,7 @@ its key is a hash of everything that decides its result:
 overrides of every cell (--set / yaml overrides) and the content of the config files``.
 
 Keys that only change how a run is displayed, where it writes or where its bytes live (``state``,
-``show_progress``, ``checkpoint_dir``, ``gpu_id``, evaluation batch sizes, ``reuse_freed_memory``)
+``show_progress``, ``console``, ``checkpoint_dir``, ``gpu_id``, evaluation batch sizes, ``reuse_freed_memory``)
 are left out, so they can change between a killed benchmark and its rerun without re-running
 finished cells.
 
@@ -32,7 +32,7 @@ DEFAULT_DATASET = "lastfm-2k"
 # Keys that never change a result (display, output location, evaluation batching).
 NON_RESULT_KEYS = frozenset({
     "state", "show_progress", "checkpoint_dir", "gpu_id", "eval_batch_size", "eval_batch_users",
-    "log_wandb", "wandb_project", "verbose", "reuse_freed_memory",
+    "log_wandb", "wandb_project", "verbose", "reuse_freed_memory", "console",
 })
 
 

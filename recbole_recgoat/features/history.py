@@ -6,14 +6,11 @@ split, identical to the models' for the same seed and config); nothing is traine
 are mapped back to the original tokens.
 """
 
-import warnings
-
 from recbole_recgoat.config import Config
 from recbole_recgoat.data.dataset import training_split
 from recbole_recgoat.features.output import sort_ids
 
 SPLIT_MODEL = "BPR"  # any general model: the split depends on the dataset config and the seed only
-
 
 def _config_dict(data_path=None, seed=None):
     cfg = {"load_features": False, "show_progress": False, "state": "ERROR"}
@@ -33,9 +30,7 @@ def training_histories(dataset, data_path=None, config_files=None, seed=None, mo
     """``(config, {user: [item, ...]})``: every user of the dataset (sorted original ids) and the
     distinct items of their training interactions, in the training split's row order."""
     config = load_config(dataset, data_path, config_files, seed, model)
-    with warnings.catch_warnings():  # RecBole 1.2.1's pandas FutureWarnings are noise here
-        warnings.simplefilter("ignore", FutureWarning)
-        ds, train = training_split(config)
+    ds, train = training_split(config)  # RecBole's pandas FutureWarnings: silenced at source (compat)
     uid, iid = ds.uid_field, ds.iid_field
     utok, itok = ds.field2id_token[uid], ds.field2id_token[iid]
     users = sort_ids(str(t) for t in utok[1:])

@@ -10,3 +10,7 @@
 Every graph is sparse: nothing here materialises a dense items x items (or users x users)
 matrix.  Shapes: ``N`` nodes, ``E`` edges, ``d`` embedding size, ``B`` batch.
 """
+
+from recbole_recgoat.compat import import_torch_geometric
+
+import_torch_geometric()  # before the layers import PyG: without its import-time torch.jit deprecation

@@ -15,34 +15,39 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.utils import add_remaining_self_loops, coalesce, to_undirected
 
+from recbole_recgoat.utils.console import Progress
 from recbole_recgoat.utils.io import atomic_write
 
 KNN_EXACT_MAX_NODES = 20_000  # above this, method="auto" uses faiss (IVF) when it is installed
 
 
-def _exact_topk(xn, queries, valid, k, include_self, max_block_bytes):
+def _exact_topk(xn, queries, valid, k, include_self, max_block_bytes, what=None):
     """Exact top-``k`` cosine neighbours of the rows ``queries`` of the normalised ``xn [N, f]``,
-    in blocks of queries (memory ``O(block x N)``)."""
+    in blocks of queries (memory ``O(block x N)``); ``what`` names the step on the terminal."""
     n = xn.shape[0]
     block = max(1, int(max_block_bytes // (4 * n)))
     vals, nbs = [], []
-    for start in range(0, queries.numel(), block):
-        idx = queries[start : start + block]
-        sim = xn[idx] @ xn.T  # [b, N]
-        sim[:, ~valid] = -float("inf")
-        if not include_self:
-            sim[torch.arange(idx.numel(), device=xn.device), idx] = -float("inf")
-        val, nb = sim.topk(k, dim=1)
-        vals.append(val)
-        nbs.append(nb)
+    with Progress(what or f"kNN graph of {n:,} rows (exact)", queries.numel()) as progress:
+        for start in range(0, queries.numel(), block):
+            idx = queries[start : start + block]
+            sim = xn[idx] @ xn.T  # [b, N]
+            sim[:, ~valid] = -float("inf")
+            if not include_self:
+                sim[torch.arange(idx.numel(), device=xn.device), idx] = -float("inf")
+            val, nb = sim.topk(k, dim=1)
+            vals.append(val)
+            nbs.append(nb)
+            progress.update(start + idx.numel())
     return torch.cat(vals), torch.cat(nbs)
 
 
-def _faiss_topk(xn, nodes, k, include_self, nprobe, seed=0):
+def _faiss_topk(xn, nodes, k, include_self, nprobe, seed=0, search_block=32768):
     """Approximate top-``k`` inner-product neighbours with a faiss IVF-Flat index over ``nodes``.
 
     ``nlist = 4 sqrt(n)`` lists (at least 39 training points each), trained on a fixed-seed sample;
     ``nprobe`` lists searched per query.  Memory: the index holds the ``[n, f]`` vectors (linear).
+    The queries are searched ``search_block`` at a time (each query's result is its own; the
+    blocks only let the search show its progress).
     Returns ``(sims [n, k], neighbours [n, k])`` with -1 where fewer than ``k`` were found.
     """
     import faiss
@@ -59,9 +64,13 @@ def _faiss_topk(xn, nodes, k, include_self, nprobe, seed=0):
     index.add(xs)
     index.nprobe = min(nprobe, nlist)
     kk = k + (0 if include_self else 1)
-    sims, pos = index.search(xs, kk)
-    pos = torch.from_numpy(pos)
-    sims = torch.from_numpy(sims)
+    found = []
+    with Progress(f"kNN graph of {n:,} rows (faiss)", n) as progress:
+        for start in range(0, n, search_block):
+            found.append(index.search(xs[start : start + search_block], kk))
+            progress.update(min(n, start + search_block))
+    sims = torch.from_numpy(np.concatenate([s for s, _ in found]))
+    pos = torch.from_numpy(np.concatenate([p for _, p in found]))
     if not include_self:  # drop the query itself (or the last hit when it was not found)
         is_self = pos == torch.arange(n).unsqueeze(1)
         drop = torch.where(is_self.any(1), is_self.float().argmax(1), torch.full((n,), kk - 1))
@@ -118,7 +127,8 @@ def knn_neighbours(x, k, valid=None, include_self=True, max_block_bytes=256 * 2*
         if method == "faiss":
             gen = torch.Generator().manual_seed(0)
             pick = torch.randperm(nodes.numel(), generator=gen)[: min(recall_sample, nodes.numel())].to(x.device)
-            _, exact_nb = _exact_topk(xn, nodes[pick], valid, k, include_self, max_block_bytes)
+            _, exact_nb = _exact_topk(xn, nodes[pick], valid, k, include_self, max_block_bytes,
+                                      what=f"kNN recall check on {pick.numel():,} of {n:,} rows")
             hits = (nb[pick].unsqueeze(2) == exact_nb.unsqueeze(1)).any(2).sum()
             stats["recall_at_k"] = float(hits) / exact_nb.numel()
     return torch.stack([rows, nb[found]]), sims[found]

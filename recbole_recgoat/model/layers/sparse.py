@@ -51,8 +51,9 @@ class SparseOperator(nn.Module):
         a = a.coalesce() if a.layout == torch.sparse_coo else a.to_sparse_coo().coalesce()
         self.shape = tuple(a.shape)
         self.symmetric = bool(symmetric)
-        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
-            warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings():  # torch's notes on CSR (beta) and on its invariant checks
+            for message in ("Sparse CSR tensor support is in beta state", "Sparse invariant checks are implicitly disabled"):
+                warnings.filterwarnings("ignore", message=message, category=UserWarning)
             csr = a.to_sparse_csr()
             csr_t = None if symmetric else a.t().coalesce().to_sparse_csr()
         self._set(a, csr, csr_t)
