@@ -121,7 +121,8 @@ def test_every_model_gets_the_same_budget(algo, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tuning, "_trial_objective", fake_trial)
     store = Store(tmp_path / "s")
-    spaces = {"Big": {"a": list(range(10)), "b": list(range(10))}, "Small": {"a": [1, 2, 3]}}
+    spaces = {"Big": {"a": list(range(10)), "b": list(range(10))}, "Small": {"a": [1, 2, 3]},
+              "Lists": {"modalities": [["text", "audio"], ["text"]]}}  # list values (RecGOAT's modality subsets)
     for model, space in spaces.items():
         tuning.run_search(tuning.TuneTask(model, "d", space, algo=algo, max_evals=14, seed=1), store)
     per_model = {m: [v for mm, v in calls if mm == m] for m in spaces}
@@ -132,6 +133,9 @@ def test_every_model_gets_the_same_budget(algo, tmp_path, monkeypatch):
         assert len({tuple(sorted(v.items())) for v in per_model["Big"]}) == 14
     else:
         assert len(per_model["Small"]) == 14
+    lists = store.tuned_path("Lists", "d")
+    assert load_yaml(lists)["params"]["modalities"] in (["text", "audio"], ["text"])
+    assert "&id" not in lists.read_text()  # no yaml anchors for a value shared by params and trials
     doc = load_yaml(store.tuned_path("Big", "d"))
     assert doc["budget"]["evaluated"] == 14 and doc["budget"]["max_evals"] == 14 and doc["budget"]["algo"] == algo
     assert doc["params"] == per_model["Big"][0]  # ties keep the first trial

@@ -229,10 +229,18 @@ def run_search(task, store):
                 os.environ["HYPEROPT_FMIN_SEED"] = old_seed
         best = select_best(evaluated)
         doc = _document(task, best["params"], best, evaluated)
-    text = _header(task) + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
+    text = _header(task) + yaml.dump(doc, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=None, width=120)
     atomic_write(path, text.encode("utf-8"))
     print(f"{task.describe()}: chose {doc['params']} ({path})", flush=True)
     return doc
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Safe yaml without ``&id001`` anchors: a list value (``modalities: [text]``) shared by the
+    chosen params and the trials is written out each time, as a reader expects."""
+
+    def ignore_aliases(self, data):
+        return True
 
 
 def grid_order(space, seed):

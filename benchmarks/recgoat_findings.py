@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""What each part of RecGOAT contributes, from the benchmark store alone (no training).
+
+    python benchmarks/recgoat_findings.py --store benchmarks/results [--figures docs/recgoat_findings_figures]
+
+Prints Markdown (the tables of docs/recgoat-findings.md) per dataset:
+
+* every RecGOAT row (the tuned model and its variants): test Recall@20 / NDCG@20 (mean +- std over
+  seeds), the difference to the tuned RecGOAT, a paired t over seeds, and the diagnostics at each
+  seed's best epoch (mean over seeds): item fusion weights, both sides of Lemma 3.3 per aligned
+  pair (lhs = E||z^m - z||, rhs = sqrt(2 tau L + 2 tau log B)), the exact W1 between each
+  modality's transported representation and the unified one, and the loss parts;
+* RecGOAT against the best plain baseline (Recall@20, NDCG@20; paired t over seeds);
+* RecGOAT's tuning trials (validation only): which grid points validation preferred.
+
+With ``--figures``: the item fusion weights of the tuned RecGOAT over epochs (mean over seeds), one
+PNG per dataset.  Rows are chosen as the leaderboard chooses them (the newest setting of each row).
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from recbole_recgoat.benchmark import stats as st  # noqa: E402
+from recbole_recgoat.benchmark.leaderboard.compute import select_records  # noqa: E402
+from recbole_recgoat.benchmark.store import Store  # noqa: E402
+
+METRICS = ("recall@20", "ndcg@20")
+DIAG_PREFIXES = ("fusion_w_", "lemma33_", "w1_exact_", "loss_")
+
+
+def at_best_epoch(record):
+    """The diagnostics dict of the record's best epoch (its last logged epoch <= best_epoch)."""
+    best = record.get("best_epoch")
+    chosen = None
+    for epoch, values in record.get("diagnostics") or []:
+        if best is None or epoch <= best:
+            chosen = values
+    return chosen or {}
+
+
+def mean_of(recs, get):
+    vals = [get(r) for r in recs]
+    vals = [v for v in vals if v is not None]
+    return (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0) if vals else (None, None)
+
+
+def paired(a_recs, b_recs, metric):
+    """Paired t over the seeds both rows have: ``(n, mean diff a - b, p)``."""
+    a = {r["seed"]: r["test_result"][metric] for r in a_recs}
+    b = {r["seed"]: r["test_result"][metric] for r in b_recs}
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return len(seeds), None, None
+    t = st.paired_t([a[s] for s in seeds], [b[s] for s in seeds])
+    return len(seeds), t["mean_diff"], t["p"]
+
+
+def fmt(x, nd=4):
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
+
+
+def fmt_p(p):
+    return "n/a" if p is None or np.isnan(p) else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
+
+
+def rows_table(dataset, rows, focus="RecGOAT"):
+    base = rows.get(focus)
+    names = [focus] + sorted(n for n, recs in rows.items() if n != focus and recs[0]["model"] == "RecGOAT")
+    out = [f"| row | seeds | Recall@20 | NDCG@20 | diff R@20 vs {focus} | p (paired t) |", "|---|---:|---:|---:|---:|---:|"]
+    for n in names:
+        if n not in rows:
+            continue
+        recs = rows[n]
+        cells = []
+        for m in METRICS:
+            mu, sd = mean_of(recs, lambda r: r["test_result"].get(m))
+            cells.append(f"{fmt(mu)} ± {fmt(sd)}")
+        if n == focus or base is None:
+            diff, p = "-", "-"
+        else:
+            _, d, p = paired(recs, base, "recall@20")
+            diff, p = (f"{d:+.4f}" if d is not None else "n/a"), fmt_p(p)
+        out.append(f"| {n} | {len(recs)} | {cells[0]} | {cells[1]} | {diff} | {p} |")
+    return out
+
+
+def diagnostics_table(rows, focus="RecGOAT"):
+    names = [focus] + sorted(n for n, recs in rows.items() if n != focus and recs[0]["model"] == "RecGOAT")
+    keys = []
+    for n in names:
+        for r in rows.get(n, []):
+            for k in at_best_epoch(r):
+                if k.startswith(DIAG_PREFIXES) and not k.endswith("_violations") and k not in keys:
+                    keys.append(k)
+    keys.sort(key=lambda k: (DIAG_PREFIXES.index(next(p for p in DIAG_PREFIXES if k.startswith(p))), k))
+    out = ["| row | best epoch | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    for n in names:
+        if n not in rows:
+            continue
+        recs = rows[n]
+        be, _ = mean_of(recs, lambda r: r.get("best_epoch"))
+        vals = [mean_of(recs, lambda r, k=k: at_best_epoch(r).get(k))[0] for k in keys]
+        out.append(f"| {n} | {fmt(be, 1)} | " + " | ".join(fmt(v, 3) for v in vals) + " |")
+    return out
+
+
+def versus_baselines(rows, focus="RecGOAT"):
+    plain = {n: recs for n, recs in rows.items() if recs[0]["variant"] == recs[0]["model"] and n != focus}
+    if focus not in rows or not plain:
+        return []
+    out = ["| metric | RecGOAT | best baseline | its value | diff | p (paired t) | RecGOAT's rank |", "|---|---:|---|---:|---:|---:|---:|"]
+    for m in METRICS:
+        means = {n: mean_of(recs, lambda r: r["test_result"].get(m))[0] for n, recs in {**plain, focus: rows[focus]}.items()}
+        best = max(plain, key=lambda n: means[n])
+        _, d, p = paired(rows[focus], plain[best], m)
+        rank = 1 + sum(1 for n, v in means.items() if n != focus and v > means[focus])
+        out.append(f"| {m} | {fmt(means[focus])} | {best} | {fmt(means[best])} | {fmt(d) if d is None else f'{d:+.4f}'} | "
+                   f"{fmt_p(p)} | {rank} of {len(means)} |")
+    return out
+
+
+def tuning_table(store, dataset, model="RecGOAT"):
+    trials = []
+    for path in sorted(glob.glob(str(store.root / "tuning" / f"{model}-{dataset}-*.jsonl"))):
+        with open(path, encoding="utf-8") as f:
+            trials += [json.loads(line) for line in f if line.strip()]
+    if not trials:
+        return []
+    out = ["| trial | parameters | valid Recall@20 | best epoch |", "|---:|---|---:|---:|"]
+    for i, t in enumerate(trials, 1):
+        params = ", ".join(f"`{k}={v}`" for k, v in t["params"].items())
+        out.append(f"| {i} | {params} | {fmt(t['best_valid_score'])} | {t['best_epoch']} |")
+    return out
+
+
+def fusion_figure(dataset, recs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = defaultdict(lambda: defaultdict(list))
+    for r in recs:
+        for epoch, values in r.get("diagnostics") or []:
+            for k, v in values.items():
+                if k.startswith("fusion_w_"):
+                    series[k[len("fusion_w_"):]][epoch].append(v)
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, by_epoch in series.items():
+        epochs = sorted(by_epoch)
+        ax.plot(epochs, [np.mean(by_epoch[e]) for e in epochs], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("item fusion weight")
+    ax.set_title(f"RecGOAT on {dataset}: fusion weights (mean over {len(recs)} seeds)")
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", default=os.path.join(os.path.dirname(HERE), "benchmarks", "results"))
+    parser.add_argument("--figures", help="folder for the fusion-weight figures")
+    args = parser.parse_args(argv)
+    store = Store(args.store)
+    grouped, _ = select_records(store.records())
+    for dataset in sorted(grouped):
+        rows = grouped[dataset]
+        print(f"\n## {dataset}\n")
+        print(f"### RecGOAT against the baselines\n")
+        print("\n".join(versus_baselines(rows)) or "(no RecGOAT or no baseline records yet)")
+        print(f"\n### RecGOAT's parts (test split; each variant is the tuned RecGOAT with the named change)\n")
+        print("\n".join(rows_table(dataset, rows)))
+        print("\n### Diagnostics at the best epoch (mean over seeds)\n")
+        print("\n".join(diagnostics_table(rows)))
+        tt = tuning_table(store, dataset)
+        if tt:
+            print(f"\n### RecGOAT's tuning trials (validation split)\n")
+            print("\n".join(tt))
+        if args.figures and "RecGOAT" in rows:
+            path = fusion_figure(dataset, rows["RecGOAT"], os.path.join(args.figures, f"{dataset}-fusion.png"))
+            if path:
+                print(f"\n![fusion weights over epochs on {dataset}]({os.path.relpath(path, 'docs')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
