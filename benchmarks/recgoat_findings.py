@@ -142,6 +142,20 @@ def tuning_table(store, dataset, model="RecGOAT"):
     return out
 
 
+def tuned_summary(store):
+    """Every tuned file of the store: model, dataset, chosen parameters, validation score, trials."""
+    from recbole_recgoat.config import load_yaml
+
+    out = ["| file | chosen parameters | valid Recall@20 | trials / grid |", "|---|---|---:|---:|"]
+    for path in sorted((store.root / "tuned").glob("*.yaml")):
+        doc = load_yaml(path)
+        params = ", ".join(f"`{k}={v}`" for k, v in (doc.get("params") or {}).items()) or "defaults"
+        budget = doc.get("budget") or {}
+        score = (doc.get("selection") or {}).get("best_valid_score")
+        out.append(f"| {path.name} | {params} | {fmt(score)} | {budget.get('evaluated')} / {budget.get('space_size')} |")
+    return out if len(out) > 2 else []
+
+
 def fusion_figure(dataset, recs, path):
     import matplotlib
 
@@ -177,7 +191,15 @@ def main(argv=None):
     parser.add_argument("--figures", help="folder for the fusion-weight figures")
     args = parser.parse_args(argv)
     store = Store(args.store)
-    grouped, _ = select_records(store.records())
+    tuned = tuned_summary(store)
+    if tuned:
+        print("## Tuned parameters (validation split only)\n")
+        print("\n".join(tuned))
+    grouped, _ = select_records(store.records() if store.records_path.exists() else [])
+    if not grouped:
+        for dataset in sorted({p.name.split("-", 1)[1].rsplit("-", 1)[0] for p in (store.root / "tuning").glob("RecGOAT-*.jsonl")}):
+            print(f"\n## {dataset}: RecGOAT's tuning trials (validation split)\n")
+            print("\n".join(tuning_table(store, dataset)))
     for dataset in sorted(grouped):
         rows = grouped[dataset]
         print(f"\n## {dataset}\n")
