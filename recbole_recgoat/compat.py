@@ -70,6 +70,7 @@ PANDAS_CHAINED_ASSIGNMENT = (
 )
 TORCH_SPARSE_CONSTRUCTOR = r"torch\.sparse\.SparseTensor\(indices, values"
 TORCH_JIT_SCRIPT = r"`torch\.jit\.script` is deprecated"
+NUMPY2_ARRAY_WRAP = r"__array_wrap__ must accept context and return_scalar arguments"
 
 
 def _patch_amp():
@@ -110,6 +111,15 @@ def _patch_pandas_chained_assignment():
         ))
 
 
+def _patch_interaction_sort():
+    """RecBole's ``Interaction.sort`` calls ``np.argsort`` on a torch tensor; numpy 2 deprecates the
+    tensor's ``__array_wrap__`` signature on that path (one DeprecationWarning per sort, from
+    ``numpy._core.fromnumeric``). Ignored there, for that message, during that method only."""
+    from recbole.data.interaction import Interaction
+
+    Interaction.sort = without_message(Interaction.sort, NUMPY2_ARRAY_WRAP, DeprecationWarning, r"numpy\._core\.fromnumeric\Z")
+
+
 def apply_warning_filters():
     """The process-wide filters of this module (one message, from one source each); applied at
     import.  A test runner that resets the filters per test (pytest) calls it again."""
@@ -131,6 +141,7 @@ def apply():
     _patch_scipy()
     _patch_amp()
     _patch_pandas_chained_assignment()
+    _patch_interaction_sort()
     apply_warning_filters()
 
 

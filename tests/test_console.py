@@ -210,6 +210,19 @@ def test_recbole_deprecations_are_silenced_at_their_source_only():
     assert [str(w.message) for w in caught] == [compat.PANDAS_CHAINED_ASSIGNMENT]
 
 
+def test_interaction_sort_is_silent_on_numpy_2():
+    """RecBole's ``Interaction.sort`` (np.argsort of a tensor) raised numpy 2's ``__array_wrap__``
+    DeprecationWarning on every run (seen in CI lane 2); the order it gives is unchanged."""
+    from recbole.data.interaction import Interaction
+
+    inter = Interaction({"user_id": torch.tensor([3, 1, 2, 1]), "item_id": torch.tensor([9, 8, 7, 6])})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        inter.sort(by="user_id", ascending=True)
+    assert [str(w.message) for w in caught] == []
+    assert inter["user_id"].tolist() == [1, 1, 2, 3] and inter["item_id"].tolist() == [8, 6, 7, 9]  # stable
+
+
 def test_without_message_leaves_other_warnings():
     def noisy():
         warnings.warn("A value is trying to be set on a copy of a DataFrame", FutureWarning)
