@@ -48,9 +48,9 @@ def at_best_epoch(record):
 
 
 def mean_of(recs, get):
-    vals = [get(r) for r in recs]
-    vals = [v for v in vals if v is not None]
-    return (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0) if vals else (None, None)
+    """Mean and sample std (:func:`stats.mean_std`) of ``get(record)`` over the records that have it; (None, None) if none."""
+    vals = [v for v in (get(r) for r in recs) if v is not None]
+    return st.mean_std(vals) if vals else (None, None)
 
 
 def paired(a_recs, b_recs, metric):
