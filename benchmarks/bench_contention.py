@@ -4,6 +4,7 @@
     python benchmarks/bench_contention.py                          # the six models, bundled Last.fm-2K
     python benchmarks/bench_contention.py --models LightGCN RecGOAT --epochs 5
     python benchmarks/bench_contention.py --arm spin1k:GOMP_SPINCOUNT=1000 --arm 1thread:OMP_NUM_THREADS=1
+    python benchmarks/bench_contention.py --alone-only --repeats 3 --epochs 8     # the idle price, repeated
 
 Every measurement is its own process (``bench_models.measure``: data and model built, then
 ``warmup + epochs`` training epochs through the plugin's trainer; the median epoch is reported).
@@ -18,14 +19,19 @@ with this script).  Arms:
 * ``--arm NAME:KEY=VALUE,...``: any other environment (the policy stays on, and keeps what is set).
 
 OpenMP variables of this script's own environment are removed from every arm, so each arm is
-exactly what it names.  Printed per model: each arm's epoch alone and beside the neighbour, the
-slowdown ratio beside / alone, and the arm's idle price (alone / torch default alone).  Targets
-(issue 11): policy slowdown <= 1.5 and idle price within 5%.
+exactly what it names.  ``--repeats R`` measures every (arm, alone/beside) R times, interleaved
+(arm A, arm B, arm A, ...), so a drift of the machine's speed reaches every arm alike; each figure
+is then the median over the repeats and the idle price is also given per repeat (its spread is
+the run-to-run noise of the machine).  ``--alone-only`` skips the neighbour (the idle price only).
+Printed per model: each arm's epoch alone and beside the neighbour, the slowdown ratio
+beside / alone, and the arm's idle price (alone / torch default alone).  Targets (issue 11):
+policy slowdown <= 1.5 and idle price within 5%.
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -106,6 +112,48 @@ def arms(extra):
     return out
 
 
+def _median_epoch(rows, model, arm, beside):
+    """Median over the repeats of one (model, arm, side), or None when one of them failed."""
+    got = [r for r in rows if r["model"] == model and r["arm"] == arm and r["beside"] == beside]
+    if not got or any("error" in r for r in got):
+        return None
+    return statistics.median(r["epoch_s"] for r in got)
+
+
+def summary(rows, models, arm_names, alone_only=False):
+    """The printed table: per model and arm, the median epoch alone / beside, their ratio, and the
+    idle price (this arm alone / torch default alone; with repeats, also each repeat's price)."""
+    lines = [f"{'model':<9} {'arm':<14} {'alone s':>8} {'beside s':>9} {'beside/alone':>12} {'idle price':>10}  {'per repeat':<20} policy in force"]
+    verdict = []
+    for model in models:
+        base = _median_epoch(rows, model, "torch default", False)
+        for name in arm_names:
+            alone = _median_epoch(rows, model, name, False)
+            beside = None if alone_only else _median_epoch(rows, model, name, True)
+            if alone is None or (beside is None and not alone_only):
+                lines.append(f"{model:<9} {name:<14} ERROR")
+                continue
+            slow = beside / alone if beside is not None else float("nan")
+            pairs = {}
+            for r in rows:
+                if r["model"] == model and not r["beside"] and "error" not in r and r["arm"] in (name, "torch default"):
+                    pairs.setdefault(r["repeat"], {})[r["arm"]] = r["epoch_s"]
+            per = [p[name] / p["torch default"] for _, p in sorted(pairs.items()) if name in p and "torch default" in p]
+            # the price: median of the per-repeat ratios (each pair measured back to back), else of the medians
+            price = statistics.median(per) if per else (alone / base if base else float("nan"))
+            policy = next((r.get("policy", "") for r in rows if r["model"] == model and r["arm"] == name and "error" not in r), "")
+            spread = " ".join(f"{x:.3f}" for x in per) if len(per) > 1 else "-"
+            lines.append(f"{model:<9} {name:<14} {alone:8.3f} {'-' if beside is None else f'{beside:.3f}':>9} "
+                         f"{'-' if beside is None else f'{slow:.2f}':>12} {price:10.3f}  {spread:<20} {policy}")
+            if name == "policy":
+                verdict.append((model, slow, price))
+    missed = [f"{m} (slowdown {s:.2f}, idle price {p:.3f})" for m, s, p in verdict if s > 1.5 or p > 1.05]
+    target = "idle price <= 1.05" if alone_only else "beside/alone <= 1.5, idle price <= 1.05"
+    lines.append(f"targets (policy: {target}): "
+                 + ("met" if not missed else "MISSED by " + ", ".join(missed)))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
@@ -113,6 +161,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3, help="timed training epochs (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first epochs")
     parser.add_argument("--arm", action="append", metavar="NAME:KEY=VALUE,...", help="an extra environment to measure")
+    parser.add_argument("--repeats", type=int, default=1, help="measurements per arm, interleaved (median reported)")
+    parser.add_argument("--alone-only", action="store_true", help="no neighbour: the idle price only")
     parser.add_argument("--neighbour-limit", type=float, default=900.0, help="seconds after which a neighbour stops itself")
     parser.add_argument("--json", help="also write the measurements to this file")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
@@ -130,32 +180,18 @@ def main(argv=None):
           f"{cpus} CPUs; neighbour: one single-threaded busy loop during the epochs; arms: "
           + ", ".join(name for name, _ in arm_list), flush=True)
     rows = []
+    sides = (False,) if args.alone_only else (False, True)
     for model in args.models:
-        for name, env in arm_list:
-            for beside in (False, True):
-                t0 = time.perf_counter()
-                res = measure_arm(model, args, env, beside)
-                rows.append({"model": model, "arm": name, "beside": beside, **res})
-                what = f"{res['epoch_s']:.3f} s/epoch ({res['threads']} threads)" if "error" not in res else "ERROR " + res["error"]
-                print(f"  {model:<9} {name:<14} {'beside' if beside else 'alone':<6} {what}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+        for rep in range(args.repeats):
+            for name, env in arm_list:
+                for beside in sides:
+                    t0 = time.perf_counter()
+                    res = measure_arm(model, args, env, beside)
+                    rows.append({"model": model, "arm": name, "beside": beside, "repeat": rep, **res})
+                    what = f"{res['epoch_s']:.3f} s/epoch ({res['threads']} threads)" if "error" not in res else "ERROR " + res["error"]
+                    print(f"  {model:<9} {name:<14} {'beside' if beside else 'alone':<6} #{rep} {what}  [{time.perf_counter() - t0:.0f} s]", flush=True)
     print()
-    print(f"{'model':<9} {'arm':<14} {'alone s':>8} {'beside s':>9} {'beside/alone':>12} {'idle price':>10}  policy in force")
-    verdict = []
-    for model in args.models:
-        default_alone = next((r for r in rows if r["model"] == model and r["arm"] == "torch default" and not r["beside"]), {})
-        for name, _ in arm_list:
-            alone = next(r for r in rows if r["model"] == model and r["arm"] == name and not r["beside"])
-            beside = next(r for r in rows if r["model"] == model and r["arm"] == name and r["beside"])
-            if "error" in alone or "error" in beside:
-                print(f"{model:<9} {name:<14} ERROR")
-                continue
-            slow = beside["epoch_s"] / alone["epoch_s"]
-            price = alone["epoch_s"] / default_alone["epoch_s"] if "epoch_s" in default_alone else float("nan")
-            print(f"{model:<9} {name:<14} {alone['epoch_s']:8.3f} {beside['epoch_s']:9.3f} {slow:12.2f} {price:10.3f}  {alone.get('policy', '')}")
-            if name == "policy":
-                verdict.append((model, slow, price))
-    missed = [f"{m} (slowdown {s:.2f}, idle price {p:.3f})" for m, s, p in verdict if s > 1.5 or p > 1.05]
-    print("targets (policy: beside/alone <= 1.5, idle price <= 1.05):", "met" if not missed else "MISSED by " + ", ".join(missed))
+    print(summary(rows, args.models, [name for name, _ in arm_list], args.alone_only))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)
