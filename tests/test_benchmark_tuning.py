@@ -100,6 +100,16 @@ def test_selection_never_reads_the_test_split(tmp_path, monkeypatch):
     assert rec["config"]["weight_decay"] == tuned_b["params"]["weight_decay"]
     assert rec["cell"]["config_dict"] == tuned_b["params"]
     assert rec["tuning"]["file"] == "tuned/BPR-lastfm-2k.yaml" and rec["tuning"]["evaluated"] == 2
+    # The leaderboard's budget table counts that model's trials and runs, and their hours.
+    from recbole_recgoat.benchmark.leaderboard import compute
+    from recbole_recgoat.benchmark.leaderboard.markdown import budget_lines
+
+    (budget,) = compute(Store("s_clean"))["datasets"]["lastfm-2k"]["budget"]
+    hours = sum(t["train_time_s"] for t in t_clean) / 3600
+    assert budget["model"] == "BPR" and budget["trials"] == 2 and budget["runs"] == 1
+    assert budget["tuning_train_h"] == pytest.approx(hours) and budget["threads"] == [rec["threads"]]
+    assert budget["cpu_h"] == pytest.approx((hours + rec["train_time_s"] / 3600) * rec["threads"])
+    assert f"| BPR | 2 / {tuned_b['budget']['space_size']} |" in "\n".join(budget_lines([budget]))
     # Tuning again with the same settings reuses the result; other settings are refused.
     assert main([*args, "--store", "s_clean", "--set", f"data_path={clean}"]) == 0
     assert len(trials_of("s_clean")) == 2

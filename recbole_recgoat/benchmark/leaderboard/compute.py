@@ -8,7 +8,7 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 
 from recbole_recgoat.benchmark import stats as st
-from recbole_recgoat.benchmark.store import Store
+from recbole_recgoat.benchmark.store import Store, read_lines
 from recbole_recgoat.errors import InputError
 
 DEFAULT_COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # metrics shown by default
@@ -270,7 +270,37 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
                 table["seed_tests"] = seed_level_tests(rows, best[head], head)
                 table["per_user_tests"] = {m: per_user_tests(store, rows, records_by_key, best[head], m) for m in pu_metrics}
             ds_out["tables"].append(table)
+        ds_out["budget"] = budget_of(store, dataset, rows_by_name, records_by_key)
         out["datasets"][dataset] = ds_out
+    return out
+
+
+def budget_of(store, dataset, rows_by_name, records_by_key):
+    """What each plain model cost on ``dataset``, from the store: its tuning trials (the
+    ``tuning/<model>-<dataset>-<tune_key>.jsonl`` its records name) and its seed runs.
+
+    Returns:
+        list of dict: per model row, ``trials`` / ``space_size`` / ``tuning_train_h`` (sum of the
+        trials' training wall-clock hours), ``runs`` / ``runs_train_h`` (its records), ``threads``
+        (torch threads of its runs; the benchmark gives its trials the same), ``cpu_h``
+        (training hours x threads, trials and runs).
+    """
+    out = []
+    for name, row in rows_by_name.items():
+        if row["variant"]:
+            continue
+        recs = [records_by_key[k] for k in row["keys"]]
+        tuning = row.get("tuning") or {}
+        trials = []
+        if tuning.get("tune_key"):
+            trials, _ = read_lines(store.trials_path(row["model"], dataset, tuning["tune_key"]))
+        threads = sorted({r.get("threads") for r in recs if r.get("threads")})
+        tuning_h = sum(float(t.get("train_time_s") or 0) for t in trials) / 3600
+        runs_h = sum(float(r.get("train_time_s") or 0) for r in recs) / 3600
+        per = threads[0] if len(threads) == 1 else None
+        out.append({"model": name, "trials": len(trials), "space_size": tuning.get("space_size"),
+                    "tuning_train_h": tuning_h, "runs": len(recs), "runs_train_h": runs_h, "threads": threads,
+                    "cpu_h": (tuning_h + runs_h) * per if per else None})
     return out
 
 

@@ -67,6 +67,7 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None, n
                       f"{s['valid_interactions']:,} | {s['test_interactions']:,} | {s['test_users']:,} | {100 * s['sparsity']:.2f}% |"]
         p = ds.get("protocol") or {}
         lines += ["", "Protocol: " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in p.items())]
+        lines += budget_lines(ds.get("budget"))
         for table in ds["tables"]:
             rows = table["rows"]
             best = table["best"]
@@ -151,6 +152,24 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None, n
                 lines += ["", f"<details><summary>Config of {r['name']}{note}</summary>", "", "```yaml", text.rstrip(),
                           "```", "", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def budget_lines(budget):
+    """The per-model budget table: tuning trials and hours, seed runs and hours, CPU-hours."""
+    if not budget:
+        return []
+    lines = ["", "### Budget", "",
+             "Each model's tuning (full-protocol trials on the validation split) and its seed runs, as recorded in "
+             "the store: training wall-clock hours, and CPU-hours = hours x torch threads (the benchmark gives a "
+             "model's trials the thread count of its runs).", "",
+             "| Model | tuning trials / grid | tuning h | seed runs | seed-run h | threads | CPU-hours |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for b in budget:
+        grid = "-" if b["space_size"] is None else b["space_size"]
+        threads = "/".join(map(str, b["threads"])) or "n/a"
+        lines.append(f"| {b['model']} | {b['trials']} / {grid} | {b['tuning_train_h']:.2f} | {b['runs']} | "
+                     f"{b['runs_train_h']:.2f} | {threads} | {fmt_num(b['cpu_h'], 2)} |")
+    return lines
 
 
 def _plain(obj):
