@@ -20,10 +20,11 @@ with this script).  Arms:
 
 OpenMP variables of this script's own environment are removed from every arm, so each arm is
 exactly what it names.  ``--repeats R`` measures every (arm, alone/beside) R times, interleaved
-(arm A, arm B, arm A, ...), so a drift of the machine's speed reaches every arm alike; each figure
-is then the median over the repeats and the idle price is also given per repeat (its spread is
-the run-to-run noise of the machine; each measurement also prints the share of CPU time the
-hypervisor stole from this VM during its epochs).  ``--alone-only`` skips the neighbour (the idle price only).
+(arm A, arm B, arm A, ...), so a drift of the machine's speed reaches every arm alike; each epoch
+time is then the median over the repeats, and the idle price the median of the per-repeat ratios
+(each printed: their spread is the machine's run-to-run noise).  Each measurement also prints the
+share of CPU time the hypervisor stole from this VM during its epochs.  ``--alone-only`` skips the
+neighbour (the idle price only).
 Printed per model: each arm's epoch alone and beside the neighbour, the slowdown ratio
 beside / alone, and the arm's idle price (alone / torch default alone).  Targets (issue 11):
 policy slowdown <= 1.5 and idle price within 5%.
