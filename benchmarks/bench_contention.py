@@ -145,7 +145,6 @@ def summary(rows, models, arm_names, alone_only=False):
     lines = [f"{'model':<9} {'arm':<14} {'alone s':>8} {'beside s':>9} {'beside/alone':>12} {'idle price':>10}  {'per repeat':<20} policy in force"]
     verdict = []
     for model in models:
-        base = _median_epoch(rows, model, "torch default", False)
         for name in arm_names:
             alone = _median_epoch(rows, model, name, False)
             beside = None if alone_only else _median_epoch(rows, model, name, True)
@@ -158,8 +157,8 @@ def summary(rows, models, arm_names, alone_only=False):
                 if r["model"] == model and not r["beside"] and "error" not in r and r["arm"] in (name, "torch default"):
                     pairs.setdefault(r["repeat"], {})[r["arm"]] = r["epoch_s"]
             per = [p[name] / p["torch default"] for _, p in sorted(pairs.items()) if name in p and "torch default" in p]
-            # the price: median of the per-repeat ratios (each pair measured back to back), else of the medians
-            price = statistics.median(per) if per else (alone / base if base else float("nan"))
+            # the price: median of the per-repeat ratios (each pair measured back to back)
+            price = statistics.median(per) if per else float("nan")
             policy = next((r.get("policy", "") for r in rows if r["model"] == model and r["arm"] == name and "error" not in r), "")
             spread = " ".join(f"{x:.3f}" for x in per) if len(per) > 1 else "-"
             lines.append(f"{model:<9} {name:<14} {alone:8.3f} {'-' if beside is None else f'{beside:.3f}':>9} "
