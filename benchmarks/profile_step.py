@@ -4,12 +4,15 @@
     python benchmarks/profile_step.py LGMRec --dataset baby --threads 1
     python benchmarks/profile_step.py FREEDOM --dataset baby --shapes          # per input shape
     python benchmarks/profile_step.py RecGOAT --set use_user_graph=False       # any config override
+    python benchmarks/profile_step.py VBPR --dataset lastfm-2k --phases         # ms per phase, unprofiled
 
 Data and model are built as in ``bench_models.py`` (Baby: the real split with RANDOM 4096-d image
 and 384-d text features, timing only), one untimed epoch warms the allocator and caches, then
 ``--steps`` training steps (zero_grad, loss, backward, optimizer step, as the trainer does) run
 under the profiler. Printed: the epoch time of the warm-up epoch, the mean step time outside the
-profiler, and the operators sorted by their own CPU time, with totals per step.
+profiler, and the operators sorted by their own CPU time, with totals per step.  ``--phases``
+instead times each phase of the step (zero_grad, loss, backward, optimizer step) without the
+profiler, over every batch of the epoch ``--repeats`` times, and prints each phase's median.
 """
 
 import argparse
@@ -36,6 +39,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--rows", type=int, default=25, help="operators printed")
     parser.add_argument("--shapes", action="store_true", help="one row per operator and input shape")
+    parser.add_argument("--phases", action="store_true", help="median ms per phase of the step, no profiler")
+    parser.add_argument("--repeats", type=int, default=4, help="with --phases: passes over the epoch's batches")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. --set fused_optimizer=True")
     args = parser.parse_args(argv)
 
@@ -75,6 +80,9 @@ def main(argv=None):
             (sum(loss) if isinstance(loss, tuple) else loss).backward()  # RecBole: a tuple of loss parts
             trainer.optimizer.step()
 
+        if args.phases:
+            print_phases(args, config, net, trainer, list(train_data))
+            return 0
         t0 = time.perf_counter()
         for batch in batches:
             step(batch)
@@ -98,6 +106,34 @@ def main(argv=None):
         os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def print_phases(args, config, net, trainer, batches):
+    """Median ms of zero_grad, loss, backward and optimizer step over ``args.repeats`` passes."""
+    import statistics
+
+    import torch
+
+    times = {"zero_grad": [], "loss": [], "backward": [], "optimizer step": []}
+    for _ in range(args.repeats):
+        for batch in batches:
+            batch = batch.to(config["device"])
+            t0 = time.perf_counter()
+            trainer.optimizer.zero_grad()
+            t1 = time.perf_counter()
+            loss = net.calculate_loss(batch)
+            loss = sum(loss) if isinstance(loss, tuple) else loss
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+            trainer.optimizer.step()
+            t4 = time.perf_counter()
+            for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                times[key].append(1000 * dt)
+    print(f"{args.model} on {args.dataset}: torch threads {torch.get_num_threads()}; median ms per step over "
+          f"{args.repeats} x {len(batches)} steps: "
+          + ", ".join(f"{key} {statistics.median(v):.2f}" for key, v in times.items())
+          + f"; sum {sum(statistics.median(v) for v in times.values()):.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 # "quiet" in docs/performance.md were taken this way. Launch it detached so that it outlives the
 # shell that starts it:
 #   nohup setsid scripts/quiet_run.sh python benchmarks/bench_contention.py > out.txt 2>&1 &
-# Only for a machine you own: it pauses everyone's python processes for the whole run.
+# Each scan is one `ps` call (a scan that spawned a process per python process cost the timed run
+# a burst of CPU every second). Only for a machine you own: it pauses everyone's python processes.
 setsid "$@" &
 child=$!
 sleep 0.2
@@ -13,20 +14,12 @@ mysid=$(ps -o sid= -p $child | tr -d ' ')
 selfsid=$(ps -o sid= -p $$ | tr -d ' ')
 stopped=$(mktemp)
 while kill -0 $child 2>/dev/null; do
-  for pid in $(pgrep -x python3; pgrep -f '/bin/python'); do
-    [ "$pid" = "$$" ] && continue
-    comm=$(ps -o comm= -p $pid 2>/dev/null)
-    case "$comm" in python*) ;; *) continue;; esac
-    sid=$(ps -o sid= -p $pid 2>/dev/null | tr -d ' ')
-    [ -z "$sid" ] && continue
-    [ "$sid" = "$mysid" ] && continue
-    [ "$sid" = "$selfsid" ] && continue
-    st=$(ps -o stat= -p $pid | cut -c1)
-    if [ "$st" != "T" ] && [ "$st" != "Z" ]; then kill -STOP $pid 2>/dev/null && echo $pid >> $stopped; fi
-  done
+  pids=$(ps -eo pid=,sid=,stat=,comm= | awk -v a="$mysid" -v b="$selfsid" \
+    '$4 ~ /^python/ && $2 != a && $2 != b && $3 !~ /^[TZ]/ {print $1}')
+  if [ -n "$pids" ]; then kill -STOP $pids 2>/dev/null; echo $pids | tr ' ' '\n' >> $stopped; fi
   sleep 1
 done
 wait $child; rc=$?
-for pid in $(sort -u $stopped); do kill -CONT $pid 2>/dev/null; done
+[ -s $stopped ] && kill -CONT $(sort -u $stopped) 2>/dev/null
 rm -f $stopped
 exit $rc

@@ -36,3 +36,23 @@ def test_a_missed_target_names_the_model_and_alone_only_skips_the_slowdown():
     rows = _rows({("torch default", False): [1.0], ("policy", False): [1.0],
                   ("torch default", True): [3.0], ("policy", True): [1.6]})
     assert "MISSED by M (slowdown 1.60" in bc.summary(rows, ["M"], ["torch default", "policy"])
+
+
+def test_an_arm_sets_environment_variables_and_config_keys(monkeypatch):
+    """``--arm NAME:K=V,config.KEY=V``: environment variables for the worker, ``config.`` keys as
+    its config overrides; the script's own OpenMP variables reach no arm."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    got = bc.arms(["spin:GOMP_SPINCOUNT=100,config.fused_optimizer=True"])
+    assert [name for name, _, _ in got] == ["torch default", "policy", "spin"]
+    default, policy, spin = (dict(env=e, config=c) for _, e, c in got)
+    assert default["env"]["RECGOAT_THREAD_POLICY"] == "off" and "RECGOAT_THREAD_POLICY" not in policy["env"]
+    assert all("OMP_NUM_THREADS" not in a["env"] for a in (default, policy, spin))
+    assert spin["env"]["GOMP_SPINCOUNT"] == "100" and "config.fused_optimizer" not in spin["env"]
+    assert spin["config"] == ["fused_optimizer=True"] and default["config"] == policy["config"] == []
+
+
+def test_the_wake_probe_reports_one_regions_cost():
+    """``--wake``'s worker prints the cost of one 1 MiB elementwise operator and its thread count."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    got = bc.measure_wake(env)
+    assert got is not None and got[1] == 1 and 0.0 < got[0] < 10_000.0

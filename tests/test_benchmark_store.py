@@ -191,3 +191,15 @@ def test_rerun_of_a_cell_removes_what_a_killed_attempt_left(tmp_path, monkeypatc
     finally:
         live.kill()
         live.wait()
+
+
+def test_dry_run_counts_the_seeds_of_each_dataset(tmp_path, capsys, monkeypatch):
+    """With seeds per dataset the plan line names each dataset's count (it said "2 seeds" for 2 datasets)."""
+    from recbole_recgoat.benchmark.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.yaml").write_text("models: [BPR]\ndatasets: [lastfm-2k, ml-100k]\nseeds: {lastfm-2k: 2, ml-100k: 1}\n")
+    assert main(["run", "--config", "b.yaml", "--store", "s", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "3 cells (1 rows x 2 datasets, seeds: lastfm-2k 2, ml-100k 1)" in out
+    assert out.count("todo  ") == 3

@@ -169,7 +169,8 @@ def cmd_run(args, doc):
     finished = store.finished_keys()
     todo = [c for c in cells if c.key not in finished]
     jobs, threads = _parallel(args, doc, len(todo))
-    _say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets x {len(seeds)} seeds): "
+    per_seed = (", ".join(f"{d} {len(s)}" for d, s in seeds.items()) if isinstance(seeds, dict) else len(seeds))
+    _say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets, seeds: {per_seed}): "
          f"{len(cells) - len(todo)} finished, {len(todo)} to run; store {store.root}; "
          f"backend {_pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
     if args.dry_run:
