@@ -22,8 +22,10 @@ DOCS = ROOT / DOC["leaderboard"]["out"] / DOC["leaderboard"]["name"]
 
 
 def _comparable_md(text):
-    """The Markdown without what depends on where it was written (figure links, the command)."""
-    return [line for line in text.splitlines() if not line.startswith("![") and "recbole_recgoat.benchmark leaderboard" not in line]
+    """The Markdown without what depends on where it was written (figure links and the blank lines
+    around them, the command)."""
+    return [line for line in text.splitlines()
+            if line.strip() and not line.startswith("![") and "recbole_recgoat.benchmark leaderboard" not in line]
 
 
 def _records():
