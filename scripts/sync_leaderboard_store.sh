@@ -1,12 +1,12 @@
 #!/bin/bash
 # Copy the running grid's store (no checkpoints) from the fixed checkout BENCH (default ../bench) into
-# MAIN (default .) and rewrite the in-progress docs/leaderboard.md from it; run from the repository root.
+# MAIN (default .) and rewrite docs/leaderboard.* from it (the leaderboard command once cells have
+# finished; before that, the tuning-only in-progress page); run from the repository root.
 set -e
 rm -rf ${MAIN:-.}/benchmarks/results; (cd ${BENCH:-../bench}/benchmarks && tar --exclude=checkpoints -cf - results) | (cd ${MAIN:-.}/benchmarks && tar -xf -)
 cd ${MAIN:-.}
-if [ -s benchmarks/results/records.jsonl ]; then
-  echo "store has records: regenerate docs/leaderboard.* with the leaderboard command" >&2
-  exit 3
+if [ -s benchmarks/results/records.jsonl ]; then  # cells have finished: the leaderboard command writes the page
+  exec ${PYTHON:-.venv/bin/python} -m recbole_recgoat.benchmark leaderboard --config benchmarks/leaderboard.yaml
 fi
 {
 cat <<'HEAD'
