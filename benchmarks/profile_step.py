@@ -5,6 +5,7 @@
     python benchmarks/profile_step.py FREEDOM --dataset baby --shapes          # per input shape
     python benchmarks/profile_step.py RecGOAT --set use_user_graph=False       # any config override
     python benchmarks/profile_step.py VBPR --dataset lastfm-2k --phases         # ms per phase, unprofiled
+    python benchmarks/profile_step.py VBPR --dataset lastfm-2k --phases --regions   # + OpenMP regions per phase
 
 Data and model are built as in ``bench_models.py`` (Baby: the real split with RANDOM 4096-d image
 and 384-d text features, timing only), one untimed epoch warms the allocator and caches, then
@@ -12,7 +13,9 @@ and 384-d text features, timing only), one untimed epoch warms the allocator and
 under the profiler. Printed: the epoch time of the warm-up epoch, the mean step time outside the
 profiler, and the operators sorted by their own CPU time, with totals per step.  ``--phases``
 instead times each phase of the step (zero_grad, loss, backward, optimizer step) without the
-profiler, over every batch of the epoch ``--repeats`` times, and prints each phase's median.
+profiler, over every batch of the epoch ``--repeats`` times, and prints each phase's median;
+``--regions`` adds how many OpenMP parallel regions each phase opens (exact: the script builds
+``benchmarks/tools/count_regions.c`` with gcc and re-runs itself with it preloaded).
 """
 
 import argparse
@@ -41,8 +44,12 @@ def main(argv=None):
     parser.add_argument("--shapes", action="store_true", help="one row per operator and input shape")
     parser.add_argument("--phases", action="store_true", help="median ms per phase of the step, no profiler")
     parser.add_argument("--repeats", type=int, default=4, help="with --phases: passes over the epoch's batches")
+    parser.add_argument("--regions", action="store_true", help="with --phases: OpenMP parallel regions per phase (needs gcc)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. --set fused_optimizer=True")
     args = parser.parse_args(argv)
+
+    if args.regions and not os.environ.get("RECGOAT_COUNT_REGIONS"):
+        return preload_region_counter(argv)
 
     import recbole_recgoat  # noqa: F401  (first: its thread policy applies before torch loads)
     import torch
@@ -108,32 +115,69 @@ def main(argv=None):
     return 0
 
 
+def preload_region_counter(argv):
+    """Build ``tools/count_regions.c`` into a temporary folder and run this script again with it
+    preloaded (``LD_PRELOAD``); returns that run's exit status."""
+    import subprocess
+
+    src = os.path.join(REPO, "benchmarks", "tools", "count_regions.c")
+    lib = os.path.join(tempfile.mkdtemp(prefix="regions-"), "count_regions.so")
+    try:
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", lib, src, "-ldl"], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"--regions: could not build {src} with gcc ({exc}); expected gcc on PATH", file=sys.stderr)
+        return 2
+    env = dict(os.environ, RECGOAT_COUNT_REGIONS="1",
+               LD_PRELOAD=":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")])))
+    return subprocess.run([sys.executable, os.path.abspath(__file__)] + list(argv if argv is not None else sys.argv[1:]),
+                          env=env).returncode
+
+
+def region_counter():
+    """The preloaded shim's count of OpenMP parallel regions so far (a callable), or None."""
+    if not os.environ.get("RECGOAT_COUNT_REGIONS"):
+        return None
+    import ctypes
+
+    count = ctypes.CDLL(None).recgoat_parallel_regions
+    count.restype = ctypes.c_ulonglong
+    return count
+
+
 def print_phases(args, config, net, trainer, batches):
-    """Median ms of zero_grad, loss, backward and optimizer step over ``args.repeats`` passes."""
+    """Median ms of zero_grad, loss, backward and optimizer step over ``args.repeats`` passes
+    (and, with the region counter preloaded, the OpenMP parallel regions each phase opened)."""
     import statistics
 
     import torch
 
-    times = {"zero_grad": [], "loss": [], "backward": [], "optimizer step": []}
+    count = region_counter() or (lambda: 0)
+    keys = ("zero_grad", "loss", "backward", "optimizer step")
+    times, regions = {k: [] for k in keys}, {k: [] for k in keys}
     for _ in range(args.repeats):
         for batch in batches:
             batch = batch.to(config["device"])
-            t0 = time.perf_counter()
+            marks = [(time.perf_counter(), count())]
             trainer.optimizer.zero_grad()
-            t1 = time.perf_counter()
+            marks.append((time.perf_counter(), count()))
             loss = net.calculate_loss(batch)
             loss = sum(loss) if isinstance(loss, tuple) else loss
-            t2 = time.perf_counter()
+            marks.append((time.perf_counter(), count()))
             loss.backward()
-            t3 = time.perf_counter()
+            marks.append((time.perf_counter(), count()))
             trainer.optimizer.step()
-            t4 = time.perf_counter()
-            for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                times[key].append(1000 * dt)
-    print(f"{args.model} on {args.dataset}: torch threads {torch.get_num_threads()}; median ms per step over "
-          f"{args.repeats} x {len(batches)} steps: "
-          + ", ".join(f"{key} {statistics.median(v):.2f}" for key, v in times.items())
-          + f"; sum {sum(statistics.median(v) for v in times.values()):.2f}", flush=True)
+            marks.append((time.perf_counter(), count()))
+            for key, (t0, r0), (t1, r1) in zip(keys, marks, marks[1:]):
+                times[key].append(1000 * (t1 - t0))
+                regions[key].append(r1 - r0)
+    line = (f"{args.model} on {args.dataset}: torch threads {torch.get_num_threads()}; median ms per step over "
+            f"{args.repeats} x {len(batches)} steps: "
+            + ", ".join(f"{key} {statistics.median(v):.2f}" for key, v in times.items())
+            + f"; sum {sum(statistics.median(v) for v in times.values()):.2f}")
+    if region_counter() is not None:
+        line += ("; OpenMP regions per step: " + ", ".join(f"{key} {statistics.median(v):g}" for key, v in regions.items())
+                 + f"; sum {sum(statistics.median(v) for v in regions.values()):g}")
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
