@@ -5,7 +5,7 @@
     python benchmarks/profile_step.py FREEDOM --dataset baby --shapes          # per input shape
     python benchmarks/profile_step.py RecGOAT --set use_user_graph=False       # any config override
     python benchmarks/profile_step.py VBPR --dataset lastfm-2k --phases         # ms per phase, unprofiled
-    python benchmarks/profile_step.py VBPR --dataset lastfm-2k --phases --regions   # + OpenMP regions per phase
+    python benchmarks/profile_step.py VBPR --dataset lastfm-2k --regions       # + OpenMP regions per phase
 
 Data and model are built as in ``bench_models.py`` (Baby: the real split with RANDOM 4096-d image
 and 384-d text features, timing only), one untimed epoch warms the allocator and caches, then
@@ -44,10 +44,10 @@ def main(argv=None):
     parser.add_argument("--shapes", action="store_true", help="one row per operator and input shape")
     parser.add_argument("--phases", action="store_true", help="median ms per phase of the step, no profiler")
     parser.add_argument("--repeats", type=int, default=4, help="with --phases: passes over the epoch's batches")
-    parser.add_argument("--regions", action="store_true", help="with --phases: OpenMP parallel regions per phase (needs gcc)")
+    parser.add_argument("--regions", action="store_true", help="--phases with the OpenMP parallel regions of each phase (needs gcc)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. --set fused_optimizer=True")
     args = parser.parse_args(argv)
-
+    args.phases = args.phases or args.regions
     if args.regions and not os.environ.get("RECGOAT_COUNT_REGIONS"):
         return preload_region_counter(argv)
 
@@ -121,16 +121,20 @@ def preload_region_counter(argv):
     import subprocess
 
     src = os.path.join(REPO, "benchmarks", "tools", "count_regions.c")
-    lib = os.path.join(tempfile.mkdtemp(prefix="regions-"), "count_regions.so")
+    folder = tempfile.mkdtemp(prefix="regions-")
+    lib = os.path.join(folder, "count_regions.so")
     try:
-        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", lib, src, "-ldl"], check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"--regions: could not build {src} with gcc ({exc}); expected gcc on PATH", file=sys.stderr)
-        return 2
-    env = dict(os.environ, RECGOAT_COUNT_REGIONS="1",
-               LD_PRELOAD=":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")])))
-    return subprocess.run([sys.executable, os.path.abspath(__file__)] + list(argv if argv is not None else sys.argv[1:]),
-                          env=env).returncode
+        try:
+            subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", lib, src, "-ldl"], check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"--regions: could not build {src} with gcc ({exc}); expected gcc on PATH", file=sys.stderr)
+            return 2
+        env = dict(os.environ, RECGOAT_COUNT_REGIONS="1",
+                   LD_PRELOAD=":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")])))
+        argv = list(argv if argv is not None else sys.argv[1:])
+        return subprocess.run([sys.executable, os.path.abspath(__file__)] + argv, env=env).returncode
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def region_counter():
