@@ -1,5 +1,8 @@
 """Scale: linear-memory graph builders, approximate kNN with measured recall, chunked evaluation."""
 
+import shutil
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -133,6 +136,24 @@ def test_profile_step_script_prints_operator_breakdown(capsys):
     assert len(ops) == 5 and any(line.startswith("aten::mm ") for line in ops), ops
     assert all(float(line.split()[1]) > 0 for line in ops)
     assert lines[-1].startswith("all operators (self time)")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or not sys.platform.startswith("linux"), reason="needs gcc on Linux")
+def test_profile_step_counts_the_regions_of_each_phase(capfd):
+    """``profile_step.py --regions``: the phases' times and their OpenMP regions (the counter built
+    and preloaded in a child run); a step of VBPR opens regions in its loss, backward and update."""
+    import importlib.util
+    import pathlib
+    import re
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
+    spec = importlib.util.spec_from_file_location("profile_step", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["VBPR", "--dataset", "lastfm-2k", "--regions", "--repeats", "1"]) == 0
+    line = next(l for l in capfd.readouterr().out.splitlines() if l.startswith("VBPR on lastfm-2k"))
+    counts = dict(re.findall(r"(zero_grad|loss|backward|optimizer step) (\d+)(?:[;,]|$)", line.split("OpenMP regions per step: ")[1]))
+    assert counts["zero_grad"] == "0" and all(int(counts[k]) > 0 for k in ("loss", "backward", "optimizer step")), line
 
 
 def test_kernel_benchmark_runs_and_kernels_agree(capsys):
