@@ -32,6 +32,7 @@ _USER_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
 # What the package did, for describe(): filled by apply_environment_policy / apply_thread_count.
 # ``expected``: torch's thread count as the package last left it (a different count means the
 # program called torch.set_num_threads itself, which ``auto`` keeps).
+_BY_PROGRAM = "set by the program (torch.set_num_threads)"
 _STATE = {"applied": False, "torch_was_loaded": None, "user_env": {}, "inherited": None, "expected": None, "source": None}
 
 
@@ -169,8 +170,10 @@ def apply_thread_count(setting="auto"):
     expected = _STATE["expected"]
     if setting != "auto":
         n, source = setting, "config cpu_threads"
-    elif expected is not None and current != expected:
-        n, source = current, "set by the program (torch.set_num_threads)"
+    elif expected is not None and (current != expected or _STATE["source"] == _BY_PROGRAM):
+        # the program's own count, also on its next run in this process (a benchmark worker's
+        # second cell: it sets the same count again, which then equals the one last left)
+        n, source = current, _BY_PROGRAM
     elif expected is None and _STATE["source"] is None and _STATE["torch_was_loaded"]:
         n, source = min(current, available_cpus()), "torch was started before recbole_recgoat"
     elif "OMP_NUM_THREADS" in _STATE["user_env"]:

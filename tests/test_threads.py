@@ -213,3 +213,16 @@ def test_solver_loops_run_on_one_thread_with_the_same_bits():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_count_the_program_set_holds_for_every_run_of_the_process():
+    """A benchmark worker sets torch's threads itself and runs several cells: the second run keeps
+    that count too (it took the parent's share, 2 of the 2 CPUs, for every other cell)."""
+    probe = ("import json, recbole_recgoat, torch; from recbole_recgoat import threads; torch.set_num_threads(1); "
+             "first = threads.apply_thread_count('auto'); torch.set_num_threads(1); "
+             "second = threads.apply_thread_count('auto'); print(json.dumps([first, second, threads.describe()]))")
+    env = {**CLEAN, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2", threads.MARKER: "OMP_NUM_THREADS,OMP_WAIT_POLICY"}
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    first, second, describe = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert first == second == 1 and "set by the program" in describe
