@@ -155,7 +155,8 @@ def print_phases(args, config, net, trainer, batches):
 
     import torch
 
-    count = region_counter() or (lambda: 0)
+    counter = region_counter()
+    count = counter or (lambda: 0)
     keys = ("zero_grad", "loss", "backward", "optimizer step")
     times, regions = {k: [] for k in keys}, {k: [] for k in keys}
     for _ in range(args.repeats):
@@ -178,7 +179,7 @@ def print_phases(args, config, net, trainer, batches):
             f"{args.repeats} x {len(batches)} steps: "
             + ", ".join(f"{key} {statistics.median(v):.2f}" for key, v in times.items())
             + f"; sum {sum(statistics.median(v) for v in times.values()):.2f}")
-    if region_counter() is not None:
+    if counter is not None:
         line += ("; OpenMP regions per step: " + ", ".join(f"{key} {statistics.median(v):g}" for key, v in regions.items())
                  + f"; sum {sum(statistics.median(v) for v in regions.values()):g}")
     print(line, flush=True)
