@@ -7,6 +7,9 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
 import bench_contention as bc  # noqa: E402
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.process  # process behaviour, not numpy/scipy versions: CI's second lane leaves it out
 
 
 def _rows(times):

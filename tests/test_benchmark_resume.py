@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from recbole_recgoat.benchmark.cli import main
 from recbole_recgoat.benchmark.store import Store
 
@@ -27,6 +29,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.process  # kills and restarts a process; CI's second lane leaves it out
 def test_kill_and_resume(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                PYTHONWARNINGS="ignore")

@@ -6,6 +6,8 @@ import pytest
 
 from recbole_recgoat.quick_start import run, run_any
 
+pytestmark = pytest.mark.process  # process behaviour, not numpy/scipy versions: CI's second lane leaves it out
+
 
 def _free_port():
     with socket.socket() as s:

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from features_support import FakeChatServer, complete_lines, small_lastfm, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ def _env():
     return env
 
 
+@pytest.mark.process  # kills and restarts a process; CI's second lane leaves it out
 def test_kill_and_resume_asks_nothing_twice_and_gives_the_same_matrix(isolated_run):
     small_lastfm(isolated_run / "d", N_USERS)
     cache, out = isolated_run / "run.jsonl", isolated_run / "run.npy"

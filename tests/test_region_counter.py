@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process  # process behaviour, not numpy/scipy versions: CI's second lane leaves it out
+
 SRC = Path(__file__).resolve().parents[1] / "benchmarks" / "tools" / "count_regions.c"
 PROBE = """
 import ctypes, torch

@@ -119,6 +119,7 @@ def test_scaling_benchmark_runs_and_fits_exponents(tmp_path, capsys):
     assert "reference kernel" in printed and "b_rel" in printed
 
 
+@pytest.mark.process  # a profiling tool; CI's second lane leaves it out
 def test_profile_step_script_prints_operator_breakdown(capsys):
     """benchmarks/profile_step.py on the bundled dataset: the step time and a per-operator table
     whose rows are real torch operators with positive times."""
@@ -139,6 +140,7 @@ def test_profile_step_script_prints_operator_breakdown(capsys):
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None or not sys.platform.startswith("linux"), reason="needs gcc on Linux")
+@pytest.mark.process  # a profiling tool; CI's second lane leaves it out
 def test_profile_step_counts_the_regions_of_each_phase(capfd):
     """``profile_step.py --regions``: the phases' times and their OpenMP regions (the counter built
     and preloaded in a child run); a step of VBPR opens regions in its loss, backward and update."""

@@ -12,6 +12,8 @@ import pytest
 from recbole_recgoat import threads
 from recbole_recgoat.errors import InputError
 
+pytestmark = pytest.mark.process  # process behaviour, not numpy/scipy versions: CI's second lane leaves it out
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLEAN = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
                                                           threads.SWITCH, threads.MARKER)}
