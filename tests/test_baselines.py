@@ -518,3 +518,75 @@ def test_feature_norm_is_named_in_the_result_record(fast):
     result = run("VBPR", config_dict=dict(fast, epochs=1, modalities=["text", "audio", "whisper"]), saved=False)
     assert result["feature_norm"] == {"text": "none", "audio": "l2", "whisper": "l2"}
     assert result["config"]["item_feature_norm"] == {"audio": "l2", "whisper": "l2"}
+
+
+# ----------------------------------------------------------------------------------------------
+# the batched losses (one bmm / one cosine call for all terms: fewer OpenMP regions per step,
+# issue 11) are the papers' per-term sums
+# ----------------------------------------------------------------------------------------------
+
+
+def _per_term_loss(net, batch):
+    """The loss written term by term, as the papers state it (a reference for the batched code)."""
+    F = torch.nn.functional
+    users, pos = batch[net.USER_ID], batch[net.ITEM_ID]
+    name = type(net).__name__
+    if name == "VBPR":  # BPR over s(u, i) = <[gamma_u; theta_u], [gamma_i; E f_i]> + beta_i + beta'.f_i
+        neg = batch[net.NEG_ITEM_ID]
+        u, qp, qn = net.u_embedding[users], net.item_vectors(pos), net.item_vectors(neg)
+        sp, sn = (u * qp).sum(1), (u * qn).sum(1)
+        if net.use_bias:
+            sp, sn = sp + sum(net._biases(pos)), sn + sum(net._biases(neg))
+        reg = (torch.norm(u) + torch.norm(qp) + torch.norm(qn)) / u.shape[0]  # RecBole's EmbLoss
+        return losses.bpr_loss(sp, sn) + net.reg_weight * reg
+    if name == "FREEDOM":  # BPR on the graph embeddings + reg_weight * BPR on each projected modality
+        neg = batch[net.NEG_ITEM_ID]
+        user_all, item_all = net.forward(net.masked_op)
+        u = user_all[users]
+        loss = losses.bpr_loss((u * item_all[pos]).sum(1), (u * item_all[neg]).sum(1))
+        for m in net.modalities:
+            proj, table = net.feature_proj[m], net.feature_table(m)
+            loss = loss + net.reg_weight * losses.bpr_loss((u * proj(table[pos])).sum(1), (u * proj(table[neg])).sum(1))
+        return loss
+    # BM3: 1 - cos between an online prediction and a dropped-out target view, per term
+    def cos_loss(a, b):
+        return 1.0 - F.cosine_similarity(a, b, dim=-1).mean()
+    u_all, i_all = net.forward()
+    with torch.no_grad():  # the dropout masks in the batched code's order: users, items, modalities
+        u_t = F.dropout(u_all.detach(), net.dropout)[users]
+        i_t = F.dropout(i_all.detach(), net.dropout)[pos]
+    uniq, inverse = torch.unique(pos, return_inverse=True)
+    h = [net.modality_online(m, uniq) for m in net.modalities]
+    with torch.no_grad():
+        m_t = [F.dropout(h_m.detach(), net.dropout)[inverse] for h_m in h]
+    loss = cos_loss(net.predictor(u_all[users]), i_t) + cos_loss(net.predictor(i_all[pos]), u_t)
+    align = sum(cos_loss(net.predictor(h_m)[inverse], i_t) + cos_loss(net.predictor(h_m)[inverse], t)
+                for h_m, t in zip(h, m_t))
+    return loss + net.reg_weight * net.emb_loss(u_all, i_all) + net.cl_weight * align
+
+
+@pytest.mark.parametrize("model,overrides", [
+    ("VBPR", {"vbpr_bias": False}), ("VBPR", {"vbpr_bias": True}),
+    ("FREEDOM", {"reg_weight": 0.1}), ("BM3", {"dropout": 0.3}),
+])
+def test_batched_loss_is_the_per_term_sum(model, overrides):
+    net, train_data = build(model, modalities=["text", "audio"], **overrides)
+    batch = first_batch(train_data, net.device)
+    net.train()
+    if hasattr(net, "pre_epoch_processing"):
+        net.pre_epoch_processing()
+    torch.manual_seed(7)
+    batched = net.calculate_loss(batch)
+    torch.manual_seed(7)
+    direct = _per_term_loss(net, batch)
+    assert batched.item() > 0.0
+    torch.testing.assert_close(batched, direct, rtol=1e-6, atol=1e-7)
+    grads = []
+    for loss in (batched, direct):
+        net.zero_grad()
+        loss.backward()
+        grads.append([p.grad.clone() for p in net.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    scale = max(g.abs().max().item() for g in grads[1])  # float32 rounding, on the gradients' scale
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)

@@ -35,11 +35,6 @@ from recbole_recgoat.model.abstract import MultiModalRecommender
 from recbole_recgoat.model.layers.sparse import propagate
 
 
-def _cos_loss(a, b):
-    """``1 - mean_b cos(a_b, b_b)``."""
-    return 1.0 - F.cosine_similarity(a, b, dim=-1).mean()
-
-
 class BM3(MultiModalRecommender):
     r"""BM3 as a RecBole general recommender (pointwise input of positive pairs only).
 
@@ -96,17 +91,19 @@ class BM3(MultiModalRecommender):
         with torch.no_grad():  # target view: perturbed, no gradient
             u_target = F.dropout(u_online_all.detach(), self.dropout)[users]
             i_target = F.dropout(i_online_all.detach(), self.dropout)[items]
-        u_pred = self.predictor(u_online_all[users])
-        i_pred = self.predictor(i_online_all[items])
-        loss = _cos_loss(u_pred, i_target) + _cos_loss(i_pred, u_target)
-        align = 0.0
         uniq, inverse = torch.unique(items, return_inverse=True)  # one row (and one target mask) per item
-        for m in self.modalities:
-            h_m = self.modality_online(m, uniq)  # [U, d]
-            with torch.no_grad():
-                m_target = F.dropout(h_m.detach(), self.dropout)[inverse]
-            m_pred = self.predictor(h_m)[inverse]
-            align = align + _cos_loss(m_pred, i_target) + _cos_loss(m_pred, m_target)
+        h = [self.modality_online(m, uniq) for m in self.modalities]  # [U, d] each
+        with torch.no_grad():
+            m_targets = [F.dropout(h_m.detach(), self.dropout)[inverse] for h_m in h]
+        # every predictor input in one [2B + M U, d] batch, every term 1 - mean_b cos(a_b, b_b) in one
+        # [2 + 2M, B] batch: a third fewer OpenMP regions per step than one call per term (issue 11)
+        n = users.numel()
+        pred = self.predictor(torch.cat([u_online_all[users], i_online_all[items]] + h))
+        m_preds = [p[inverse] for p in torch.split(pred[2 * n:], [uniq.numel()] * len(h))]
+        online = torch.stack([pred[n:2 * n], pred[:n]] + [p for p in m_preds for _ in (0, 1)])
+        target = torch.stack([u_target, i_target] + [t for mt in m_targets for t in (i_target, mt)])
+        cos = 1.0 - F.cosine_similarity(online, target, dim=-1).mean(dim=1)  # [2 + 2M]
+        loss, align = cos[:2].sum(), cos[2:].sum()
         reg = self.emb_loss(u_online_all, i_online_all)
         return loss + self.reg_weight * reg + self.cl_weight * align
 

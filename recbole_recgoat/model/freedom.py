@@ -39,7 +39,6 @@ from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import MultiModalRecommender
 from recbole_recgoat.model.layers.graph import (
     bipartite_norm_adj,
-    gather_rows,
     normalized_graph,
     sample_without_replacement,
     weighted_sparse_sum,
@@ -209,15 +208,15 @@ class FREEDOM(MultiModalRecommender):
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
         user_all, item_all = self.forward(self.masked_op)
-        u = user_all[users]
-        loss = bpr_loss((u * item_all[pos]).sum(1), (u * item_all[neg]).sum(1))
+        u = user_all[users].unsqueeze(2)  # [B, d, 1]
+        pairs = torch.stack([pos, neg], dim=1)  # [B, 2]
+        s = torch.bmm(item_all[pairs], u).squeeze(2)  # [B, 2] scores of (pos, neg)
+        loss = bpr_loss(s[:, 0], s[:, 1])
         if self.reg_weight != 0.0:  # with weight 0 the term (and its gradient) is exactly zero
-            mm_loss = 0.0
-            for m in self.modalities:
-                proj, table = self.feature_proj[m], self.feature_table(m)
-                fp, fn = gather_rows(lambda rows: proj(table[rows]), pos, neg)  # each distinct item once
-                mm_loss = mm_loss + bpr_loss((u * fp).sum(1), (u * fn).sum(1))
-            loss = loss + self.reg_weight * mm_loss
+            uniq, inverse = torch.unique(pairs, return_inverse=True)  # each distinct item projected once
+            feats = [self.feature_proj[m](self.feature_table(m)[uniq])[inverse] for m in self.modalities]
+            s = torch.bmm(torch.cat(feats, dim=1), u).squeeze(2)  # [B, 2M]: (pos, neg) per modality
+            loss = loss + self.reg_weight * sum(bpr_loss(s[:, 2 * k], s[:, 2 * k + 1]) for k in range(len(feats)))
         return loss
 
     # -- inference (full graph) --------------------------------------------------------------

@@ -27,7 +27,6 @@ from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
 from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
-from recbole_recgoat.model.layers.graph import gather_rows
 from recbole_recgoat.model.layers.losses import bpr_loss
 
 FEATURE_NORMS = ("none", "l2")
@@ -94,22 +93,22 @@ class VBPR(MultiModalRecommender):
             id_part, content_part = id_part + beta, content_part + vis
         return id_part, content_part
 
-    def _pair_scores(self, u, q, items):
-        s = (u * q).sum(1)
-        if self.use_bias:
-            beta, vis = self._biases(items)
-            s = s + beta + vis
-        return s
-
     def calculate_loss(self, interaction):
         self.invalidate()
         users = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
-        u = self.u_embedding[users]
-        qp, qn = gather_rows(self.item_vectors, pos, neg)  # each distinct item projected once
-        loss = bpr_loss(self._pair_scores(u, qp, pos), self._pair_scores(u, qn, neg))
-        return loss + self.reg_weight * self.emb_loss(u, qp, qn)
+        u = self.u_embedding[users]  # [B, 2d]
+        pairs = torch.stack([pos, neg], dim=1)  # [B, 2]
+        uniq, inverse = torch.unique(pairs, return_inverse=True)
+        q = self.item_vectors(uniq)[inverse]  # [B, 2, 2d]: each distinct item projected once
+        s = torch.bmm(q, u.unsqueeze(2)).squeeze(2)  # [B, 2] scores of (pos, neg)
+        if self.use_bias:
+            beta, vis = self._biases(uniq)
+            s = s + (beta + vis)[inverse]
+        loss = bpr_loss(s[:, 0], s[:, 1])
+        norms = torch.linalg.vector_norm(q, dim=(0, 2))  # [2]: ||Q_i+||_F, ||Q_i-||_F
+        return loss + self.reg_weight * (torch.linalg.vector_norm(u) + norms.sum()) / u.shape[0]
 
     # -- inference -------------------------------------------------------------------------
     def inference_embeddings(self):

@@ -21,18 +21,6 @@ def rows(x, index):
     return x.index_select(0, index)
 
 
-def gather_rows(fn, *index):
-    """``fn(unique rows)`` gathered back for each index tensor: ``fn`` runs once per distinct row.
-
-    ``fn(rows [U]) -> [U, ...]``; returns one ``[len(ix), ...]`` tensor per index in ``index``
-    (equal to ``fn(ix)`` row for row; cheaper when the index repeats rows).
-    """
-    flat = torch.cat(index)
-    uniq, inverse = torch.unique(flat, return_inverse=True)
-    out = fn(uniq)[inverse]
-    return torch.split(out, [ix.numel() for ix in index])
-
-
 def training_edges(dataset):
     """Distinct (user, item) pairs of ``dataset``'s interactions (the TRAINING split for models).
 
