@@ -1,7 +1,8 @@
 """Every user mistake gets a one-line error and exit status 2, and changes no file (issue #13).
 
 Each case runs a real command (``run_recbole.py``, the feature pipeline, the converters, the
-benchmark, a checkpoint re-score) as a subprocess in its own working directory, and asserts: exit
+benchmark, a checkpoint re-score) as a process of its own in its own working directory (forked
+from a zygote that imported torch and RecBole once: tests/forkserver.py), and asserts: exit
 status 2, exactly one ``error:`` line on stderr naming the key / file / field, no traceback, and
 every file of the working directory (its data included) and of the bundled dataset as it was.
 Every case fails before training: that is the point.
@@ -9,6 +10,7 @@ Every case fails before training: that is the point.
 
 import hashlib
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from features_support import small_lastfm
+from forkserver import Zygote
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "recbole_recgoat" / "bundled"
@@ -180,7 +183,8 @@ def make_real_checkpoint(root):
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    """Every case run once, two subprocesses at a time (each in its own working directory):
+    """Every case run once, two processes at a time, each forked from a zygote that has imported
+    torch and RecBole once (tests/forkserver.py; each in its own working directory):
     ``{name: (returncode, stdout, stderr, seconds, changed files, bundled files changed)}``."""
     make_real_checkpoint(tmp_path_factory.mktemp("ck"))
     prepared = []
@@ -190,18 +194,27 @@ def outcomes(tmp_path_factory):
         setup(ws)
         prepared.append((name, ws, [c.format(port=port) for c in command], port))
 
+    zygotes = queue.Queue()
+    logs = tmp_path_factory.mktemp("output")
+
     def run_case(item):
         name, ws, command, port = item
         before = tree_state(ws)
-        started = time.monotonic()
-        proc = subprocess.run(command, cwd=ws, env=ENV, capture_output=True, text=True, timeout=300)
-        seconds = time.monotonic() - started
+        out, err = logs / f"{name}.out", logs / f"{name}.err"
+        zygote = zygotes.get()
+        try:
+            started = time.monotonic()
+            returncode = zygote.run(command, ws, out, err)
+            seconds = time.monotonic() - started
+        finally:
+            zygotes.put(zygote)
         after = tree_state(ws)
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-        return name, (proc.returncode, proc.stdout, proc.stderr, seconds, changed, port)
+        return name, (returncode, out.read_text(), err.read_text(), seconds, changed, port)
 
     bundled_before = tree_state(BUNDLED, content=False)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with Zygote(ENV) as z1, Zygote(ENV) as z2, ThreadPoolExecutor(max_workers=2) as pool:
+        zygotes.put(z1), zygotes.put(z2)
         results = dict(pool.map(run_case, prepared))
     results["bundled changed"] = tree_state(BUNDLED, content=False) != bundled_before
     return results
@@ -292,3 +305,26 @@ def test_server_down_keeps_the_answered_cache(isolated_run):
     assert "Traceback" not in err
     assert 3 <= answered < 20 and f"{answered} answers are kept" in err
     assert not (isolated_run / "u.npy").exists()
+
+
+def test_the_zygote_runs_a_command_as_python_would(tmp_path):
+    """What the cases' processes report (exit status, stdout, stderr, working directory, argv) is
+    what ``python SCRIPT`` / ``python -m MODULE`` report for the same command."""
+    (tmp_path / "probe.py").write_text(
+        "import os, sys\nprint('out', os.getcwd(), sys.argv[1:])\nprint('err line', file=sys.stderr)\n"
+        "if sys.argv[1] == 'raise':\n    raise ValueError('boom')\n"
+        "if sys.argv[1] == 'message':\n    sys.exit('error: a message')\nsys.exit(int(sys.argv[1]))\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "__main__.py").write_text("import sys\nprint('module', sys.argv[1:])\nsys.exit(2)\n")
+    commands = [[sys.executable, str(tmp_path / "probe.py"), code] for code in ("0", "3", "raise", "message")]
+    commands.append([sys.executable, "-m", "pkg", "--flag"])
+    with Zygote(ENV) as zygote:
+        for i, command in enumerate(commands):
+            real = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+            out, err = tmp_path / f"{i}.out", tmp_path / f"{i}.err"
+            assert zygote.run(command, tmp_path, out, err) == real.returncode, command
+            assert out.read_text() == real.stdout
+            last = (err.read_text().splitlines() or [""])[-1]
+            assert last == (real.stderr.splitlines() or [""])[-1]
+            assert ("Traceback" in err.read_text()) == ("Traceback" in real.stderr)
