@@ -19,9 +19,11 @@ import subprocess
 import sys
 import traceback
 
-# imported once in the zygote; never a module that a command runs as __main__
-PRELOAD = ("torch", "recbole", "recbole.quick_start", "torch_geometric", "recbole_recgoat", "recbole_recgoat.cli",
-           "recbole_recgoat.quick_start")
+# imported once in the zygote; never a module that a command runs as __main__. The package first, as
+# every entry point imports it: its thread policy must precede torch's OpenMP runtime, and its numpy 2
+# shims (recbole_recgoat.compat) RecBole's import
+PRELOAD = ("recbole_recgoat", "recbole_recgoat.cli", "recbole_recgoat.quick_start", "recbole_recgoat.model",
+           "recbole_recgoat.features.cli", "recbole_recgoat.benchmark.cli", "torch_geometric")
 
 
 def _exit_code(exc):
