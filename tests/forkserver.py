@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import runpy
+import select
+import signal
 import subprocess
 import sys
 import traceback
@@ -89,21 +91,26 @@ class Zygote:
 
     def __init__(self, env):
         self.proc = subprocess.Popen([sys.executable, __file__], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+                                     stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
 
-    def run(self, command, cwd, stdout, stderr):
-        """Exit status of ``command`` (``[sys.executable, ...]``) run in ``cwd``, its output to the files."""
+    def run(self, command, cwd, stdout, stderr, timeout=300):
+        """Exit status of ``command`` (``[sys.executable, ...]``) run in ``cwd``, its output to the
+        files. Past ``timeout`` seconds the zygote and the command are killed (TimeoutError)."""
         assert command[0] == sys.executable, command
         request = {"args": command[1:], "cwd": str(cwd), "stdout": str(stdout), "stderr": str(stderr)}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
+        if not select.select([self.proc.stdout], [], [], timeout)[0]:  # one reply per request: nothing buffered
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the zygote's session: it and the forked command
+            raise TimeoutError(f"{command} ran past {timeout} s")
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the zygote died (exit {self.proc.wait()})")
         return json.loads(line)["returncode"]
 
     def close(self):
-        self.proc.stdin.close()
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
         self.proc.wait(timeout=60)
 
     def __enter__(self):

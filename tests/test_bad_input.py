@@ -328,3 +328,13 @@ def test_the_zygote_runs_a_command_as_python_would(tmp_path):
             last = (err.read_text().splitlines() or [""])[-1]
             assert last == (real.stderr.splitlines() or [""])[-1]
             assert ("Traceback" in err.read_text()) == ("Traceback" in real.stderr)
+
+
+def test_the_zygote_kills_a_command_past_its_timeout(tmp_path):
+    (tmp_path / "hang.py").write_text("import time\ntime.sleep(600)\n")
+    zygote = Zygote(ENV)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="past 2 s"):
+        zygote.run([sys.executable, str(tmp_path / "hang.py")], tmp_path, tmp_path / "o", tmp_path / "e", timeout=2)
+    zygote.close()
+    assert time.monotonic() - started < 60 and zygote.proc.returncode == -9
