@@ -165,6 +165,20 @@ def test_yaml_form_reuses_the_finished_cells(bench, tmp_path):
     assert (tmp_path / "docs" / "board_figures").is_dir()
 
 
+def test_store_and_config_before_or_after_the_subcommand(bench, tmp_path, capsys):
+    """``--store S status`` and ``status --store S`` read the same store (the subcommand's own
+    option once overwrote the one given before it with its default)."""
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(f"store: {bench / 'store'}\nmodels: [Pop, BPR]\n")
+    outs = []
+    for argv in (["--store", str(bench / "store"), "status"], ["status", "--store", str(bench / "store")],
+                 ["--config", str(cfg), "status"], ["status", "--config", str(cfg)]):
+        capsys.readouterr()
+        assert main(argv) == 0
+        outs.append(capsys.readouterr().out)
+    assert "6 records" in outs[0] and all(out == outs[0] for out in outs)
+
+
 def test_per_user_tests_use_every_cell(bench):
     """No cell is dropped from the per-user significance tests (a mean that differs from the
     rounded test metric by the rounding alone is stored): the cells the tests pair are all cells."""

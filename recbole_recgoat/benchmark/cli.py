@@ -20,9 +20,12 @@ from recbole_recgoat.errors import InputError
 STEPS = ("tune", "run", "leaderboard")
 
 
-def _common(p):
-    p.add_argument("--config", default=None, help="benchmark yaml (models, datasets, seeds, variants, tune, leaderboard)")
-    p.add_argument("--store", default=None, help="results store folder (default: benchmark_store)")
+def _common(p, sub=False):
+    """``--config`` and ``--store``, before or after the subcommand: a subcommand's copy has no
+    default of its own (``SUPPRESS``), so it does not overwrite what was given before it."""
+    default = argparse.SUPPRESS if sub else None
+    p.add_argument("--config", default=default, help="benchmark yaml (models, datasets, seeds, variants, tune, leaderboard)")
+    p.add_argument("--store", default=default, help="results store folder (default: benchmark_store)")
 
 
 def _grid(p):
@@ -45,7 +48,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="train and test every cell; finished cells are skipped")
-    _common(run)
+    _common(run, sub=True)
     _grid(run)
     run.add_argument("--seeds", type=int, default=None, help="number of seeds: base seed + 0..N-1 (default 1)")
     run.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds (instead of --seeds)")
@@ -55,7 +58,7 @@ def build_parser():
     run.add_argument("--dry-run", action="store_true", help="list the cells and what is finished; run nothing")
 
     tune = sub.add_parser("tune", help="hyper-parameter search per model and dataset (validation only)")
-    _common(tune)
+    _common(tune, sub=True)
     _grid(tune)
     tune.add_argument("--algo", choices=["exhaustive", "random", "bayes"], default=None, help="search algorithm (default exhaustive)")
     tune.add_argument("--max-evals", type=int, default=None, help="trials per model and dataset, the same for all (default 10)")
@@ -64,7 +67,7 @@ def build_parser():
     tune.add_argument("--force", action="store_true", help="re-tune even if tuned parameters with other settings exist")
 
     lb = sub.add_parser("leaderboard", help="tables and figures from the store alone")
-    _common(lb)
+    _common(lb, sub=True)
     lb.add_argument("--out", default=None, help="output folder (default <store>/leaderboard)")
     lb.add_argument("--name", default=None, help="file stem: <name>.md/.csv/.json, <name>_figures/ (default leaderboard)")
     lb.add_argument("--title", default=None)
@@ -77,7 +80,7 @@ def build_parser():
     lb.add_argument("--note-file", default=None, help="Markdown text placed under the title (the author's note)")
 
     status = sub.add_parser("status", help="what the store holds")
-    _common(status)
+    _common(status, sub=True)
     return parser
 
 
