@@ -196,3 +196,9 @@ def test_per_user_tests_use_every_cell(bench):
             best_seeds = len([r for r in cells if r["variant"] not in seeds])
             assert all(t["n_seeds"] == best_seeds for t in tests)
             assert best_seeds + sum(seeds.values()) == len(cells), (metric, table["title"])
+
+
+def test_seed_counts_are_written_in_words_that_agree():
+    from recbole_recgoat.benchmark.leaderboard.markdown import seeds_text
+
+    assert seeds_text([1]) == "1 seed" and seeds_text([2]) == "2 seeds" and seeds_text([3, 5]) == "3/5 seeds"

@@ -13,6 +13,11 @@ from recbole_recgoat.benchmark.leaderboard.compute import shown_columns
 _PRETTY = {"recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "map": "MAP", "hit": "Hit", "mrr": "MRR"}
 
 
+def seeds_text(counts):
+    """``[1]`` -> "1 seed", ``[3, 5]`` -> "3/5 seeds"."""
+    return f"{'/'.join(map(str, counts))} seed{'' if list(counts) == [1] else 's'}"
+
+
 def pretty(metric):
     name, _, k = metric.partition("@")
     return f"{_PRETTY.get(name, name)}@{k}" if k else _PRETTY.get(name, name)
@@ -73,7 +78,7 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None, n
             best = table["best"]
             nseeds = sorted({r["n"] for r in rows})
             lines += ["", f"### {table['title']}", "",
-                      f"Test split, mean ± std over {'/'.join(map(str, nseeds))} seeds; best of each column in bold; "
+                      f"Test split, mean ± std over {seeds_text(nseeds)}; best of each column in bold; "
                       f"rows sorted by test {pretty(head)}.", ""]
             lines.append("| Model | " + " | ".join(pretty(c) for c in cols) + " | seeds | features |")
             lines.append("|---|" + "---:|" * len(cols) + "---:|---|")
@@ -192,7 +197,7 @@ def summary_lines(ds, focus=None):
             continue
         b = next(r for r in rows if r["name"] == best)
         txt = (f"**{table['title']}**: best on test {pretty(head)} is **{best}** "
-               f"({fmt_num(b['test'][head]['mean'])} ± {fmt_num(b['test'][head]['std'])}, {b['n']} seeds)")
+               f"({fmt_num(b['test'][head]['mean'])} ± {fmt_num(b['test'][head]['std'])}, {seeds_text([b['n']])})")
         runner = table["runner_up"].get(head)
         if runner:
             imp = table["improvement_pct"].get(head)
