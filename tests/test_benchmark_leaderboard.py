@@ -144,6 +144,7 @@ def test_regenerated_from_the_store_alone(bench, tmp_path):
     a.pop("store"), b.pop("store")
     assert a == b
     assert first["csv"].read_text() == second["csv"].read_text()
+    assert "rows sorted by test Recall@20." in first["md"].read_text()  # the default tables rank by score
 
 
 def test_yaml_form_reuses_the_finished_cells(bench, tmp_path):
@@ -160,6 +161,7 @@ def test_yaml_form_reuses_the_finished_cells(bench, tmp_path):
     assert (bench / "store" / "records.jsonl").read_bytes() == before  # every cell was already finished
     md = (tmp_path / "docs" / "board.md").read_text()
     assert md.startswith("# Demo") and "### Main" in md and "(tmp_path / 'docs' / 'board_figures')" not in md
+    assert "rows in the order the table is defined in." in md and "rows sorted by" not in md  # sort: given
     board = json.loads((tmp_path / "docs" / "board.json").read_text())
     assert [r["name"] for r in board["datasets"]["lastfm-2k"]["tables"][0]["rows"]] == ["BPR", "Pop"]
     assert (tmp_path / "docs" / "board_figures").is_dir()

@@ -79,7 +79,8 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None, n
             nseeds = sorted({r["n"] for r in rows})
             lines += ["", f"### {table['title']}", "",
                       f"Test split, mean ± std over {seeds_text(nseeds)}; best of each column in bold; "
-                      f"rows sorted by test {pretty(head)}.", ""]
+                      + (f"rows sorted by test {pretty(head)}." if table.get("sort", "score") == "score"
+                         else "rows in the order the table is defined in."), ""]
             lines.append("| Model | " + " | ".join(pretty(c) for c in cols) + " | seeds | features |")
             lines.append("|---|" + "---:|" * len(cols) + "---:|---|")
             for r in rows:
