@@ -83,7 +83,7 @@ def rows_table(dataset, rows, focus="RecGOAT"):
         cells = []
         for m in METRICS:
             mu, sd = mean_of(recs, lambda r: r["test_result"].get(m))
-            cells.append(f"{fmt(mu)} ± {fmt(sd)}")
+            cells.append(f"{fmt(mu)} ± {fmt(sd)}" if len(recs) > 1 else fmt(mu))  # one seed: no spread to show
         if n == focus or base is None:
             diff, p = "-", "-"
         else:

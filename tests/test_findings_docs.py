@@ -1,0 +1,45 @@
+"""docs/recgoat-findings.md: its tables are what ``benchmarks/recgoat_findings.py`` prints from the
+committed store, number for number (the page's prose quotes them; nothing is typed in by hand)."""
+
+import contextlib
+import importlib.util
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "recgoat-findings.md"
+BEGIN, END = "<!-- begin: python benchmarks/recgoat_findings.py", "<!-- end: recgoat_findings.py -->"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("recgoat_findings", ROOT / "benchmarks" / "recgoat_findings.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _without_figures(text):
+    """``text`` without its figure links and the blank line each brings (the test draws no figures)."""
+    return re.sub(r"\n\n!\[[^\n]*", "", text).strip()
+
+
+def generated_block(text):
+    """The part of the page between the markers."""
+    start, end = text.index(BEGIN), text.index(END)
+    return _without_figures(text[text.index("\n", start) + 1 : end])
+
+
+def printed(store):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert _script().main(["--store", str(store)]) == 0
+    return _without_figures(out.getvalue())
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "results" / "records.jsonl").exists(), reason="no committed store")
+def test_findings_tables_are_the_scripts_output_on_the_committed_store():
+    assert generated_block(DOC.read_text()) == printed(ROOT / "benchmarks" / "results")
+
