@@ -1,5 +1,5 @@
 """docs/recgoat-findings.md: its tables are what ``benchmarks/recgoat_findings.py`` prints from the
-committed store, number for number (the page's prose quotes them; nothing is typed in by hand)."""
+committed store, number for number (the prose above the tables quotes them by hand; the tables are never edited)."""
 
 import contextlib
 import importlib.util
