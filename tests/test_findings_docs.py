@@ -2,23 +2,16 @@
 committed store, number for number (the prose above the tables quotes them by hand; the tables are never edited)."""
 
 import contextlib
-import importlib.util
 import io
 import re
 from pathlib import Path
 
 import pytest
+from script_support import load_benchmark_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "recgoat-findings.md"
 BEGIN, END = "<!-- begin: python benchmarks/recgoat_findings.py", "<!-- end: recgoat_findings.py -->"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("recgoat_findings", ROOT / "benchmarks" / "recgoat_findings.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _without_figures(text):
@@ -35,7 +28,7 @@ def generated_block(text):
 def printed(store):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert _script().main(["--store", str(store)]) == 0
+        assert load_benchmark_script("recgoat_findings").main(["--store", str(store)]) == 0
     return _without_figures(out.getvalue())
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import BUNDLED
+from script_support import load_benchmark_script
 from recbole_recgoat.model.layers import attention, knn
 from recbole_recgoat.quick_start import build_model, prepare
 
@@ -101,14 +102,9 @@ def test_train_steps_per_epoch_sets_the_batch():
 def test_scaling_benchmark_runs_and_fits_exponents(tmp_path, capsys):
     """The scaling script end to end on two tiny synthetic catalogues: every row measured (no
     error rows), the reference kernel timed, the exponents printed."""
-    import importlib.util
     import json
-    import pathlib
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scaling.py"
-    spec = importlib.util.spec_from_file_location("bench_scaling", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark_script("bench_scaling")
     out = tmp_path / "rows.json"
     assert bench.main(["--sizes", "1e3", "2e3", "--real", "none", "--steps", "2", "--threads", "1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
@@ -123,13 +119,7 @@ def test_scaling_benchmark_runs_and_fits_exponents(tmp_path, capsys):
 def test_profile_step_script_prints_operator_breakdown(capsys):
     """benchmarks/profile_step.py on the bundled dataset: the step time and a per-operator table
     whose rows are real torch operators with positive times."""
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
-    spec = importlib.util.spec_from_file_location("profile_step", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_benchmark_script("profile_step")
     assert script.main(["LGMRec", "--dataset", "lastfm-2k", "--steps", "2", "--threads", "1", "--rows", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("LGMRec on lastfm-2k: warm-up epoch") and "ms per step unprofiled" in lines[0]
@@ -144,14 +134,9 @@ def test_profile_step_script_prints_operator_breakdown(capsys):
 def test_profile_step_counts_the_regions_of_each_phase(capfd):
     """``profile_step.py --regions``: the phases' times and their OpenMP regions (the counter built
     and preloaded in a child run); a step of VBPR opens regions in its loss, backward and update."""
-    import importlib.util
-    import pathlib
     import re
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
-    spec = importlib.util.spec_from_file_location("profile_step", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_benchmark_script("profile_step")
     assert script.main(["VBPR", "--dataset", "lastfm-2k", "--regions", "--repeats", "1"]) == 0
     line = next(l for l in capfd.readouterr().out.splitlines() if l.startswith("VBPR on lastfm-2k"))
     counts = dict(re.findall(r"(zero_grad|loss|backward|optimizer step) (\d+)(?:[;,]|$)", line.split("OpenMP regions per step: ")[1]))
@@ -161,13 +146,7 @@ def test_profile_step_counts_the_regions_of_each_phase(capfd):
 def test_kernel_benchmark_runs_and_kernels_agree(capsys):
     """benchmarks/bench_kernels.py: both kernels timed against their plain torch counterparts at
     Baby's sizes, and the single-pass logsumexp's gradients equal autograd's there."""
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
-    spec = importlib.util.spec_from_file_location("bench_kernels", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_benchmark_script("bench_kernels")
     assert script.main(["--reps", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     lse = [line for line in lines if line.strip().startswith("LGMRec")]

@@ -261,10 +261,11 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
             if not names:
                 continue
             rows = [rows_by_name[n] for n in names]
-            if spec.get("sort", "score") == "score":
+            sort = spec.get("sort", "score")
+            if sort == "score":
                 rows.sort(key=lambda r: -(r["test"][head]["mean"] if r["test"][head]["mean"] is not None else -1e9))
             best, runner, improvement = rank_columns(rows, metrics)
-            table = {"title": spec["title"], "sort": spec.get("sort", "score"), "rows": rows, "best": best, "runner_up": runner,
+            table = {"title": spec["title"], "sort": sort, "rows": rows, "best": best, "runner_up": runner,
                      "improvement_pct": improvement, "headline": head}
             if head in best and len(rows) > 1:
                 table["seed_tests"] = seed_level_tests(rows, best[head], head)
