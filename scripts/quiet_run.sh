@@ -14,8 +14,15 @@ mysid=$(ps -o sid= -p $child | tr -d ' ')
 selfsid=$(ps -o sid= -p $$ | tr -d ' ')
 stopped=$(mktemp)
 while kill -0 $child 2>/dev/null; do
-  pids=$(ps -eo pid=,sid=,stat=,comm= | awk -v a="$mysid" -v b="$selfsid" \
-    '$4 ~ /^python/ && $2 != a && $2 != b && $3 !~ /^[TZ]/ {print $1}')
+  # a process is spared when its session is the run's or ours, or when the run is among its
+  # ancestors (a child that made its own session, e.g. the tests' zygote in tests/forkserver.py)
+  pids=$(ps -eo pid=,ppid=,sid=,stat=,comm= | awk -v a="$mysid" -v b="$selfsid" -v c="$child" '
+    { pp[$1] = $2; sid[$1] = $3; st[$1] = $4; cm[$1] = $5 }
+    END { for (p in pp) {
+      if (cm[p] !~ /^python/ || sid[p] == a || sid[p] == b || st[p] ~ /^[TZ]/) continue
+      q = p; mine = 0
+      for (n = 0; n < 64 && q > 1; n++) { if (q == c) { mine = 1; break }; q = pp[q] }
+      if (!mine) print p } }')
   if [ -n "$pids" ]; then kill -STOP $pids 2>/dev/null; echo $pids | tr ' ' '\n' >> $stopped; fi
   sleep 1
 done
