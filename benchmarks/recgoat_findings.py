@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from recbole_recgoat.benchmark import stats as st  # noqa: E402
 from recbole_recgoat.benchmark.leaderboard.compute import select_records  # noqa: E402
+from recbole_recgoat.benchmark.leaderboard.markdown import fmt_num  # noqa: E402
 from recbole_recgoat.benchmark.store import Store  # noqa: E402
 
 METRICS = ("recall@20", "ndcg@20")
@@ -64,10 +65,6 @@ def paired(a_recs, b_recs, metric):
     return len(seeds), t["mean_diff"], t["p"]
 
 
-def fmt(x, nd=4):
-    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
-
-
 def fmt_p(p):
     return "n/a" if p is None or np.isnan(p) else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
 
@@ -83,7 +80,7 @@ def rows_table(dataset, rows, focus="RecGOAT"):
         cells = []
         for m in METRICS:
             mu, sd = mean_of(recs, lambda r: r["test_result"].get(m))
-            cells.append(f"{fmt(mu)} ± {fmt(sd)}" if len(recs) > 1 else fmt(mu))  # one seed: no spread to show
+            cells.append(f"{fmt_num(mu)} ± {fmt_num(sd)}" if len(recs) > 1 else fmt_num(mu))  # one seed: no spread to show
         if n == focus or base is None:
             diff, p = "-", "-"
         else:
@@ -109,7 +106,7 @@ def diagnostics_table(rows, focus="RecGOAT"):
         recs = rows[n]
         be, _ = mean_of(recs, lambda r: r.get("best_epoch"))
         vals = [mean_of(recs, lambda r, k=k: at_best_epoch(r).get(k))[0] for k in keys]
-        out.append(f"| {n} | {fmt(be, 1)} | " + " | ".join(fmt(v, 3) for v in vals) + " |")
+        out.append(f"| {n} | {fmt_num(be, 1)} | " + " | ".join(fmt_num(v, 3) for v in vals) + " |")
     return out
 
 
@@ -123,7 +120,7 @@ def versus_baselines(rows, focus="RecGOAT"):
         best = max(plain, key=lambda n: means[n])
         _, d, p = paired(rows[focus], plain[best], m)
         rank = 1 + sum(1 for n, v in means.items() if n != focus and v > means[focus])
-        out.append(f"| {m} | {fmt(means[focus])} | {best} | {fmt(means[best])} | {fmt(d) if d is None else f'{d:+.4f}'} | "
+        out.append(f"| {m} | {fmt_num(means[focus])} | {best} | {fmt_num(means[best])} | {fmt_num(d) if d is None else f'{d:+.4f}'} | "
                    f"{fmt_p(p)} | {rank} of {len(means)} |")
     return out
 
@@ -138,7 +135,7 @@ def tuning_table(store, dataset, model="RecGOAT"):
     out = ["| trial | parameters | valid Recall@20 | best epoch |", "|---:|---|---:|---:|"]
     for i, t in enumerate(trials, 1):
         params = ", ".join(f"`{k}={v}`" for k, v in t["params"].items())
-        out.append(f"| {i} | {params} | {fmt(t['best_valid_score'])} | {t['best_epoch']} |")
+        out.append(f"| {i} | {params} | {fmt_num(t['best_valid_score'])} | {t['best_epoch']} |")
     return out
 
 
@@ -152,7 +149,7 @@ def tuned_summary(store):
         params = ", ".join(f"`{k}={v}`" for k, v in (doc.get("params") or {}).items()) or "defaults"
         budget = doc.get("budget") or {}
         score = (doc.get("selection") or {}).get("best_valid_score")
-        out.append(f"| {path.name} | {params} | {fmt(score)} | {budget.get('evaluated')} / {budget.get('space_size')} |")
+        out.append(f"| {path.name} | {params} | {fmt_num(score)} | {budget.get('evaluated')} / {budget.get('space_size')} |")
     return out if len(out) > 2 else []
 
 
