@@ -18,7 +18,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.evaluator import metric_types
 from recbole.utils import ModelType
 
-from recbole_recgoat.config_rules import check_values, internal_yaml_files, known_keys, load_yaml  # noqa: F401
+from recbole_recgoat.config_rules import RESERVED_YAML_KEYS, check_values, internal_yaml_files, known_keys, load_yaml  # noqa: F401
 from recbole_recgoat.config_rules import unknown_key_message
 from recbole_recgoat.distributed import rank_device
 from recbole_recgoat.errors import InputError
@@ -95,6 +95,14 @@ class Config(RecBoleConfig):
                     self.parameters["Dataset"] += [k for k in content if k not in self.parameters["Dataset"]]
         self.internal_config_dict["MODEL_TYPE"] = model_class.type
 
+    def _update_internal_config_dict(self, file):
+        """RecBole's layering of one yaml, without its reserved keys (a model's ``rules:`` block)."""
+        content = load_yaml(file)
+        content = {k: v for k, v in content.items() if k not in RESERVED_YAML_KEYS} if isinstance(content, dict) else content
+        if content:
+            self.internal_config_dict.update(content)
+        return content
+
     def _set_default_parameters(self):
         self._check_external_input()
         given_path = self.external_config_dict.get("data_path")
@@ -136,7 +144,7 @@ class Config(RecBoleConfig):
             key = self.unknown_keys[0]
             owners = [m for m in plugin_models() if m != self.model and key in known_keys(m, self.dataset)]
             raise InputError(unknown_key_message(key, known, where=f"--model={self.model}", owners=owners))
-        check_values(cfg, self.model in plugin_models())
+        check_values(cfg, self.model, self.model in plugin_models())
         metrics = [cfg["metrics"]] if isinstance(cfg["metrics"], str) else list(cfg["metrics"])
         for metric in metrics:
             if metric.lower() in UNSUPPORTED_METRICS:

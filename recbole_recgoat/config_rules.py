@@ -8,8 +8,11 @@ keys RecBole or the plugin read in code without a yaml default.  An unknown key 
 names it and the closest known keys (``difflib``), unless ``allow_unknown_keys: True`` (research
 forks whose model reads keys of its own).
 
-Allowed values are declared once, in ``properties/rules.yaml`` (its header describes a rule), and
-checked by :func:`check_values`.
+Allowed values are declared once: the protocol's keys and the keys that mean one thing in every plugin
+model in ``properties/rules.yaml`` (its header describes a rule), a model's own keys in the ``rules:``
+block of its ``properties/model/<Model>.yaml`` (beside their defaults, so ``dropout`` can mean edge
+pruning in FREEDOM and feature dropout in BM3); checked by :func:`check_values`. ``rules`` is a
+reserved yaml key: it is no config key (:data:`RESERVED_YAML_KEYS`).
 """
 
 import difflib
@@ -34,6 +37,10 @@ CODE_READ_KEYS = frozenset({
     "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device", "local_rank", "single_spec",
     "valid_neg_sample_args", "test_neg_sample_args", "valid_metric_bigger",
 })
+
+
+# Keys of a model yaml that are not config keys: its value rules (read by model_rules()).
+RESERVED_YAML_KEYS = frozenset({"rules"})
 
 
 def load_yaml(path):
@@ -75,7 +82,7 @@ def _yaml_keys(path):
     if not os.path.isfile(path):
         return frozenset()
     content = load_yaml(path)
-    return frozenset(content) if isinstance(content, dict) else frozenset()
+    return frozenset(content) - RESERVED_YAML_KEYS if isinstance(content, dict) else frozenset()
 
 
 @lru_cache(maxsize=None)
@@ -120,10 +127,33 @@ def check_keys(keys, model, dataset, where="config"):
 # -- values ---------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def value_rules():
-    """``{'protocol': {key: rule}, 'plugin': {key: rule}}`` from ``properties/rules.yaml``."""
+    """``{'protocol': {key: rule}, 'plugin': {key: rule}}`` from ``properties/rules.yaml`` (``plugin``:
+    the keys that mean the same in every plugin model)."""
     path = properties_dir() / "rules.yaml"
     doc = load_yaml(str(path))
     return {section: dict(doc.get(section) or {}) for section in ("protocol", "plugin")}
+
+
+@lru_cache(maxsize=None)
+def model_rules(model):
+    """``{key: rule}`` of the ``rules:`` block of ``properties/model/<model>.yaml`` (``{}`` without one)."""
+    path = properties_dir() / "model" / f"{model}.yaml"
+    if not path.is_file():
+        return {}
+    rules = load_yaml(str(path)).get("rules") or {}
+    if not isinstance(rules, dict):
+        raise InputError(f"{path}: rules: expected a mapping key: rule, got {type(rules).__name__}")
+    return dict(rules)
+
+
+def rules_for(model, plugin_model):
+    """Every value rule a config of ``model`` obeys: the protocol's, and for a plugin model the
+    shared plugin rules overlaid by the model's own."""
+    rules = dict(value_rules()["protocol"])
+    if plugin_model:
+        rules.update(value_rules()["plugin"])
+        rules.update(model_rules(model))
+    return rules
 
 
 _TYPES = {
@@ -184,11 +214,8 @@ def value_ok(value, rule):
     return True
 
 
-def check_values(config_dict, plugin_model):
-    """Raise for the first key of ``config_dict`` whose value breaks its rule."""
-    rules = dict(value_rules()["protocol"])
-    if plugin_model:
-        rules.update(value_rules()["plugin"])
-    for key, rule in rules.items():
+def check_values(config_dict, model, plugin_model):
+    """Raise for the first key of ``config_dict`` whose value breaks its rule (:func:`rules_for`)."""
+    for key, rule in rules_for(model, plugin_model).items():
         if key in config_dict and not value_ok(config_dict[key], rule):
             raise InputError(f"{key}: got {config_dict[key]!r}; expected {describe_rule(rule)}")

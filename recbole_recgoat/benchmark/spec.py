@@ -209,7 +209,7 @@ def check_keys(entries, dataset=DEFAULT_DATASET, search_spaces=None, overrides=N
         if key not in known and not (overrides or {}).get("allow_unknown_keys"):
             raise InputError(unknown_key_message(key, known, where))
     for e in entries:  # values too (properties/rules.yaml): a bad one would fail every cell, one by one
-        check_values({**e.overrides, **(overrides or {})}, e.model in plugin_models())
+        check_values({**e.overrides, **(overrides or {})}, e.model, e.model in plugin_models())
 
 
 def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tuned=None):

@@ -8,21 +8,14 @@ import os
 from logging import getLogger
 
 import torch
+import torch.nn as nn
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.layers.graph import BufferDict, bipartite_norm_adj, rows, training_edges
 from recbole_recgoat.model.layers.knn import cached_knn_graph
-from recbole_recgoat.model.layers.sparse import SparseOperator
-
-
-def config_choice(config, key, allowed):
-    """``config[key]`` as a lower-case string, or a one-line error unless it is one of ``allowed``."""
-    value = str(config[key]).lower()
-    if value not in allowed:
-        raise InputError(f"{key}: {config[key]!r}; expected one of {', '.join(allowed)}")
-    return value
+from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 
 class MultiModalRecommender(GeneralRecommender):
@@ -156,3 +149,67 @@ class MultiModalRecommender(GeneralRecommender):
         self.graph_stats[tag] = dict(stats, edges=int(edge_index.shape[1]))
         getLogger().info(f"kNN graph {tag.strip('-')}: {self.graph_stats[tag]}")
         return edge_index
+
+
+class GraphRecommender(MultiModalRecommender):
+    r"""The LightGCN backbone (He et al., SIGIR 2020) that the plugin's graph models extend, as
+    RecBole-GNN's SimGCL extends its LightGCN.
+
+    Parameters: ``user_embedding`` ``[n_users, d]`` and ``item_embedding`` ``[n_items, d]`` (the ID
+    embeddings ``E``, ``d = embedding_size``), Xavier-uniform initialised as the MMRec references
+    (``id_init = None``: the subclass initialises every parameter itself, e.g. RecBole's
+    ``xavier_normal_initialization`` over the whole model). Graph: the inherited normalised
+    training adjacency ``A_hat = D^-1/2 [[0, R], [R^T, 0]] D^-1/2`` (``adj_op``).
+
+    :meth:`propagate_ui` is LightGCN's layer combination (eq. 4)::
+
+        [U; I] = readout_{l=0..L} A_hat^l [E_user; E_item]       L = n_ui_layers, readout mean (or last)
+
+    The forward contract of every graph model: ``forward(...) -> (users [n_users, d],
+    items [n_items, d], parts)``, where ``parts`` is a dict of the model's intermediate results that
+    its loss reads (empty here); scoring is ``users . items`` of ``forward()`` in eval mode.
+    """
+
+    id_init = "xavier_uniform"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = int(config["embedding_size"])
+        self.n_ui_layers = int(config["n_ui_layers"])
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        if self.id_init == "xavier_uniform":
+            nn.init.xavier_uniform_(self.user_embedding.weight)
+            nn.init.xavier_uniform_(self.item_embedding.weight)
+
+    def ego_embeddings(self, user_ego=None):
+        """Layer 0, ``[E_user; E_item]`` ``[n_users + n_items, d]`` (``user_ego`` replaces ``E_user``)."""
+        users = self.user_embedding.weight if user_ego is None else user_ego
+        return torch.cat([users, self.item_embedding.weight], dim=0)
+
+    def propagate_ui(self, ego=None, adj_op=None, n_layers=None, mean=True):
+        """``readout_{l=0..L} A_hat^l ego`` over the user-item graph: ``[n_users + n_items, d]``.
+
+        Args:
+            ego (Tensor | None): ``[n_users + n_items, d']`` layer 0 (default :meth:`ego_embeddings`).
+            adj_op (SparseOperator | None): the graph (default the full training graph ``adj_op``;
+                FREEDOM passes its pruned graph).
+            n_layers (int | None): ``L`` (default ``n_ui_layers``).
+            mean (bool): mean over layers 0..L (LightGCN), else layer ``L`` only.
+        """
+        ego = self.ego_embeddings() if ego is None else ego
+        adj_op = self.adj_op if adj_op is None else adj_op
+        return propagate(adj_op, ego, self.n_ui_layers if n_layers is None else n_layers, mean=mean)
+
+    def split_nodes(self, x):
+        """``(x[:n_users], x[n_users:])`` of a ``[n_users + n_items, d]`` node matrix."""
+        return torch.split(x, [self.n_users, self.n_items], dim=0)
+
+    def forward(self):
+        """LightGCN: ``(users [n_users, d], items [n_items, d], {})``."""
+        users, items = self.split_nodes(self.propagate_ui())
+        return users, items, {}
+
+    def inference_embeddings(self):
+        users, items, _ = self.forward()
+        return users, items

@@ -31,14 +31,14 @@ import torch.nn.functional as F
 from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
-from recbole_recgoat.model.abstract import MultiModalRecommender
-from recbole_recgoat.model.layers.sparse import propagate
+from recbole_recgoat.model.abstract import GraphRecommender
 
 
-class BM3(MultiModalRecommender):
-    r"""BM3 as a RecBole general recommender (pointwise input of positive pairs only).
+class BM3(GraphRecommender):
+    r"""BM3 as a RecBole general recommender (pointwise input of positive pairs only), on the
+    LightGCN backbone.
 
-    Config keys (see ``properties/model/BM3.yaml``): ``embedding_size``, ``n_layers``,
+    Config keys (see ``properties/model/BM3.yaml``): ``embedding_size``, ``n_ui_layers``,
     ``dropout``, ``reg_weight``, ``cl_weight``, ``finetune_features``.
     """
 
@@ -46,17 +46,12 @@ class BM3(MultiModalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size = d = int(config["embedding_size"])
-        self.n_layers = int(config["n_layers"])
+        d = self.embedding_size
         self.dropout = float(config["dropout"])
         self.reg_weight = float(config["reg_weight"])
         self.cl_weight = float(config["cl_weight"])
         self.emb_loss = EmbLoss()
 
-        self.user_embedding = nn.Embedding(self.n_users, d)
-        self.item_id_embedding = nn.Embedding(self.n_items, d)
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_id_embedding.weight)
         self.predictor = nn.Linear(d, d)
         nn.init.xavier_normal_(self.predictor.weight)
 
@@ -71,11 +66,10 @@ class BM3(MultiModalRecommender):
             nn.init.xavier_normal_(self.feature_proj[m].weight)
 
     def forward(self):
-        """Online ID embeddings ``(h_U [n_users, d], h_I [n_items, d])``."""
-        ego = torch.cat([self.user_embedding.weight, self.item_id_embedding.weight], dim=0)
-        out = propagate(self.adj_op, ego, self.n_layers)
-        users, items = torch.split(out, [self.n_users, self.n_items], dim=0)
-        return users, items + self.item_id_embedding.weight
+        """Online ID embeddings ``(h_U [n_users, d], h_I [n_items, d], {})``: LightGCN, then the
+        item's own ID embedding added (``h_I += E_item``)."""
+        users, items = self.split_nodes(self.propagate_ui())
+        return users, items + self.item_embedding.weight, {}
 
     def modality_online(self, modality, items):
         """``h_m(i) = W_m f_m(i) + b_m`` for ``items [B]``: ``[B, d]``."""
@@ -87,7 +81,7 @@ class BM3(MultiModalRecommender):
         self.invalidate()
         users = interaction[self.USER_ID]
         items = interaction[self.ITEM_ID]
-        u_online_all, i_online_all = self.forward()
+        u_online_all, i_online_all, _ = self.forward()
         with torch.no_grad():  # target view: perturbed, no gradient
             u_target = F.dropout(u_online_all.detach(), self.dropout)[users]
             i_target = F.dropout(i_online_all.detach(), self.dropout)[items]
@@ -110,5 +104,5 @@ class BM3(MultiModalRecommender):
     # -- inference -------------------------------------------------------------------------
     def inference_embeddings(self):
         """Scores are ``predictor(h_u) . predictor(h_i)`` (the online predictor's outputs)."""
-        users, items = self.forward()
+        users, items, _ = self.forward()
         return self.predictor(users), self.predictor(items)

@@ -41,12 +41,11 @@ from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
+from recbole_recgoat.model.abstract import MultiModalRecommender
 from recbole_recgoat.model.layers.graph import sparse_from_edges
 from recbole_recgoat.model.layers.losses import bpr_loss, info_nce, info_nce_lowrank
 from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
-MISSING_MODALITY_MODES = ("use_available", "cf_only")
 
 
 class LGMRec(MultiModalRecommender):
@@ -79,7 +78,7 @@ class LGMRec(MultiModalRecommender):
         self.reg_weight = float(config["reg_weight"])
         self.tau = float(config["tau"])
         self.gumbel_at_inference = bool(config["lgmrec_gumbel_at_inference"])
-        self.missing_modality = config_choice(config, "lgmrec_missing_modality", MISSING_MODALITY_MODES)
+        self.missing_modality = str(config["lgmrec_missing_modality"]).lower()
         # the reference's intended fallback when not every modality is present: CGE only
         self.use_modalities = not (self.missing_modality == "cf_only" and len(self.modalities) < 2)
 

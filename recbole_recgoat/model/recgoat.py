@@ -32,15 +32,13 @@ from recbole.model.init import xavier_normal_initialization
 from recbole.model.loss import EmbLoss
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
+from recbole_recgoat.model.abstract import MultiModalRecommender
 from recbole_recgoat.model.layers.alignment import cmcl, dimension_transport_map, exact_w1, lemma33_sides, sinkhorn_w1
 from recbole_recgoat.model.layers.attention import GATEncoder
 from recbole_recgoat.model.layers.graph import BufferDict, rows
 from recbole_recgoat.model.layers.losses import bpr_loss
 from recbole_recgoat.model.layers.sparse import propagate
 
-FUSIONS = ("weighted", "sum", "concat")
-UI_GRAPHS = ("lightgcn", "gat")
 
 
 def initial_fusion_weights(init, keys):
@@ -94,8 +92,8 @@ class RecGOAT(MultiModalRecommender):
         self.use_transport_map = config["use_transport_map"]
         self.normalize_items = bool(config["normalize_items"])
         self.gat_chunk_edges = config["gat_chunk_edges"]
-        self.fusion = config_choice(config, "fusion", FUSIONS)
-        self.ui_graph = config_choice(config, "ui_graph", UI_GRAPHS)
+        self.fusion = str(config["fusion"]).lower()
+        self.ui_graph = str(config["ui_graph"]).lower()
         heads, drop, n_mm = config["gat_heads"], config["gat_dropout"], config["n_mm_layers"]
 
         # 1. ID embeddings (+ user LM features)

@@ -25,10 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.utils import InputType
 
-from recbole_recgoat.model.abstract import MultiModalRecommender, config_choice
+from recbole_recgoat.model.abstract import MultiModalRecommender
 from recbole_recgoat.model.layers.losses import bpr_loss
 
-FEATURE_NORMS = ("none", "l2")
 
 
 class VBPR(MultiModalRecommender):
@@ -44,7 +43,7 @@ class VBPR(MultiModalRecommender):
         super().__init__(config, dataset)
         self.embedding_size = d = int(config["embedding_size"])
         self.reg_weight = float(config["reg_weight"])
-        self.feature_norm = config_choice(config, "vbpr_feature_norm", FEATURE_NORMS)
+        self.feature_norm = str(config["vbpr_feature_norm"]).lower()
         self.use_bias = bool(config["vbpr_bias"])
 
         blocks = [F.normalize(f, dim=1) if self.feature_norm == "l2" else f for f in self.item_feats.values()]
