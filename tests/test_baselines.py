@@ -159,8 +159,8 @@ def test_freedom_trains_on_the_pruned_graph_and_predicts_on_the_full_one():
     seen = []
     original = net.forward
 
-    def spy(adj_op):
-        seen.append(adj_op)
+    def spy(adj_op=None):  # None: the full training graph (the backbone's default)
+        seen.append(net.adj_op if adj_op is None else adj_op)
         return original(adj_op)
 
     net.forward = spy
@@ -172,8 +172,8 @@ def test_freedom_trains_on_the_pruned_graph_and_predicts_on_the_full_one():
     scores = net.full_sort_predict({net.USER_ID: users})
     assert seen[-1] is net.adj_op
     with torch.no_grad():
-        u_full, i_full = original(net.adj_op)
-        u_pruned, i_pruned = original(net.masked_op)
+        u_full, i_full, _ = original(net.adj_op)
+        u_pruned, i_pruned, _ = original(net.masked_op)
     assert torch.allclose(scores, u_full[users] @ i_full.T)
     assert not torch.allclose(scores, u_pruned[users] @ i_pruned.T)
     # the full graph is the training graph's symmetric normalisation
@@ -358,10 +358,10 @@ def test_vbpr_score_is_id_part_plus_content_part(bias):
     scores = net.full_sort_predict({net.USER_ID: users})
     assert torch.allclose(scores, id_part + content_part, atol=1e-5)
     d = net.embedding_size
-    assert torch.allclose(id_part[:, :], net.u_embedding[users, :d] @ net.i_embedding.T + (net.item_bias if bias else 0), atol=1e-5)
+    assert torch.allclose(id_part[:, :], net.user_embedding[users, :d] @ net.item_embedding.T + (net.item_bias if bias else 0), atol=1e-5)
     # the content part depends on the items' features only through E f + b
     content = net.content @ net.item_linear.weight.T + net.item_linear.bias
-    expect = net.u_embedding[users, d:] @ content.T + (net.content @ net.visual_bias if bias else 0)
+    expect = net.user_embedding[users, d:] @ content.T + (net.content @ net.visual_bias if bias else 0)
     assert torch.allclose(content_part, expect, atol=1e-4)
     # pairwise
     items = torch.arange(1, 17)
@@ -533,7 +533,7 @@ def _per_term_loss(net, batch):
     name = type(net).__name__
     if name == "VBPR":  # BPR over s(u, i) = <[gamma_u; theta_u], [gamma_i; E f_i]> + beta_i + beta'.f_i
         neg = batch[net.NEG_ITEM_ID]
-        u, qp, qn = net.u_embedding[users], net.item_vectors(pos), net.item_vectors(neg)
+        u, qp, qn = net.user_embedding[users], net.item_vectors(pos), net.item_vectors(neg)
         sp, sn = (u * qp).sum(1), (u * qn).sum(1)
         if net.use_bias:
             sp, sn = sp + sum(net._biases(pos)), sn + sum(net._biases(neg))
@@ -541,7 +541,7 @@ def _per_term_loss(net, batch):
         return losses.bpr_loss(sp, sn) + net.reg_weight * reg
     if name == "FREEDOM":  # BPR on the graph embeddings + reg_weight * BPR on each projected modality
         neg = batch[net.NEG_ITEM_ID]
-        user_all, item_all = net.forward(net.masked_op)
+        user_all, item_all, _ = net.forward(net.masked_op)
         u = user_all[users]
         loss = losses.bpr_loss((u * item_all[pos]).sum(1), (u * item_all[neg]).sum(1))
         for m in net.modalities:
@@ -551,7 +551,7 @@ def _per_term_loss(net, batch):
     # BM3: 1 - cos between an online prediction and a dropped-out target view, per term
     def cos_loss(a, b):
         return 1.0 - F.cosine_similarity(a, b, dim=-1).mean()
-    u_all, i_all = net.forward()
+    u_all, i_all, _ = net.forward()
     with torch.no_grad():  # the dropout masks in the batched code's order: users, items, modalities
         u_t = F.dropout(u_all.detach(), net.dropout)[users]
         i_t = F.dropout(i_all.detach(), net.dropout)[pos]

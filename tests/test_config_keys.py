@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from recbole_recgoat.config import Config
-from recbole_recgoat.config_rules import CODE_READ_KEYS, known_keys, load_yaml, value_ok, value_rules
+from recbole_recgoat.config_rules import CODE_READ_KEYS, known_keys, load_yaml, model_rules, value_ok, value_rules
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.utils.registry import get_model, plugin_models
 
@@ -39,6 +39,19 @@ def test_allow_unknown_keys_is_the_escape_hatch():
         Config("BPR", "lastfm-2k", config_dict={"allow_unknown_keys": "yes"})
 
 
+def test_a_model_rules_its_own_keys_and_rules_is_no_config_key():
+    # FREEDOM's dropout prunes edges, BM3's perturbs the target view: each model's rules: block says so
+    assert "dropout" in model_rules("FREEDOM") and "dropout" in model_rules("BM3")
+    assert "dropout" not in value_rules()["plugin"]
+    with pytest.raises(InputError, match=r"^vbpr_bias: got 3; expected True or False$"):
+        Config("VBPR", "lastfm-2k", config_dict={"vbpr_bias": 3})
+    with pytest.raises(InputError, match=r"^diag_sample: got 0; expected an integer >= 1$"):
+        Config("RecGOAT", "lastfm-2k", config_dict={"diag_sample": 0})  # it divided by zero after epoch 1
+    with pytest.raises(InputError, match=r"unknown key 'rules'"):
+        Config("FREEDOM", "lastfm-2k", config_dict={"rules": {}})
+    assert "rules" not in Config("FREEDOM", "lastfm-2k").final_config_dict
+
+
 def test_values_are_checked_by_the_declared_rules():
     with pytest.raises(InputError, match=r"^lambda_ot: got -0.5; expected a number >= 0$"):
         Config("RecGOAT", "lastfm-2k", config_dict={"lambda_ot": -0.5})
@@ -52,13 +65,16 @@ def test_values_are_checked_by_the_declared_rules():
 
 def test_every_plugin_key_has_a_rule_and_every_default_passes_it():
     rules = value_rules()
-    ruled = set(rules["protocol"]) | set(rules["plugin"])
-    keys = set(load_yaml(REPO / "properties" / "overall.yaml"))
+    shared = set(rules["protocol"]) | set(rules["plugin"])
+    overall = set(load_yaml(REPO / "properties" / "overall.yaml"))
+    assert sorted(overall - shared - {"gpu_id"}) == []  # gpu_id: '0', 0 or (0, 1) are all RecBole's
     for model in plugin_models():
-        keys |= set(load_yaml(REPO / "properties" / "model" / f"{model}.yaml"))
-    missing = sorted(keys - ruled - {"gpu_id"})  # gpu_id: '0', 0 or (0, 1) are all RecBole's
-    assert missing == [], f"add a rule for {missing} to properties/rules.yaml (see its header)"
-    assert sorted(set(ruled) - known_anywhere()) == []  # a rule for a key nobody has would check nothing
+        keys = set(load_yaml(REPO / "properties" / "model" / f"{model}.yaml")) - {"rules"}
+        own = set(model_rules(model))
+        missing = sorted(keys - shared - own)
+        assert missing == [], f"{model}: add a rule for {missing} to the rules: block of properties/model/{model}.yaml"
+        assert sorted(own - keys) == [], f"{model}: a rule for a key its yaml does not have checks nothing"
+    assert sorted(shared - known_anywhere()) == []  # a rule for a key nobody has would check nothing
     for model in MODELS:
         for dataset in ("lastfm-2k", "ml-100k"):
             Config(model, dataset)  # the defaults pass their own rules
@@ -81,7 +97,7 @@ def test_yaml_defaults_and_dataset_configs_are_known():
         _check(overall, model, "lastfm-2k", "properties/overall.yaml")
         _check(value_rules()["protocol"], model, "lastfm-2k", "properties/rules.yaml (protocol)")
     for path in sorted((REPO / "properties" / "model").glob("*.yaml")):
-        _check(load_yaml(path), path.stem, "lastfm-2k", str(path.relative_to(REPO)))
+        _check(set(load_yaml(path)) - {"rules"}, path.stem, "lastfm-2k", str(path.relative_to(REPO)))  # rules: reserved
 
 
 def _search_space_keys(node, models):

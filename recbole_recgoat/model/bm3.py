@@ -32,6 +32,7 @@ from recbole.model.loss import EmbLoss
 from recbole.utils import InputType
 
 from recbole_recgoat.model.abstract import GraphRecommender
+from recbole_recgoat.model.layers.batched import apply_once, cosine_distances
 
 
 class BM3(GraphRecommender):
@@ -89,15 +90,13 @@ class BM3(GraphRecommender):
         h = [self.modality_online(m, uniq) for m in self.modalities]  # [U, d] each
         with torch.no_grad():
             m_targets = [F.dropout(h_m.detach(), self.dropout)[inverse] for h_m in h]
-        # every predictor input in one [2B + M U, d] batch, every term 1 - mean_b cos(a_b, b_b) in one
-        # [2 + 2M, B] batch: a third fewer OpenMP regions per step than one call per term (issue 11)
-        n = users.numel()
-        pred = self.predictor(torch.cat([u_online_all[users], i_online_all[items]] + h))
-        m_preds = [p[inverse] for p in torch.split(pred[2 * n:], [uniq.numel()] * len(h))]
-        online = torch.stack([pred[n:2 * n], pred[:n]] + [p for p in m_preds for _ in (0, 1)])
-        target = torch.stack([u_target, i_target] + [t for mt in m_targets for t in (i_target, mt)])
-        cos = 1.0 - F.cosine_similarity(online, target, dim=-1).mean(dim=1)  # [2 + 2M]
-        loss, align = cos[:2].sum(), cos[2:].sum()
+        p_u, p_i, *p_m = apply_once(self.predictor, [u_online_all[users], i_online_all[items]] + h)
+        p_m = [p[inverse] for p in p_m]
+        dist = cosine_distances(  # [2 + 2M]: each 1 - mean_b cos(online, target)
+            [(p_i, u_target), (p_u, i_target)]  # L_rec
+            + [(p, t) for p, t_m in zip(p_m, m_targets) for t in (i_target, t_m)]  # L_align: inter, intra
+        )
+        loss, align = dist[:2].sum(), dist[2:].sum()
         reg = self.emb_loss(u_online_all, i_online_all)
         return loss + self.reg_weight * reg + self.cl_weight * align
 

@@ -33,10 +33,10 @@ an explicit ``modality_weights`` mapping.
 
 import torch
 import torch.nn as nn
-from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.abstract import GraphRecommender
+from recbole_recgoat.model.layers.batched import encoded_pair_scores, pair_scores
 from recbole_recgoat.model.layers.graph import (
     bipartite_norm_adj,
     normalized_graph,
@@ -77,37 +77,28 @@ def modality_mix_weights(modalities, image_weight=0.1, text_modality="text", exp
     return {m: 1.0 / len(modalities) for m in modalities}
 
 
-class FREEDOM(MultiModalRecommender):
-    r"""FREEDOM as a RecBole general recommender (pairwise BPR input).
+class FREEDOM(GraphRecommender):
+    r"""FREEDOM as a RecBole general recommender (pairwise BPR input), on the LightGCN backbone
+    (``user_embedding``, ``item_embedding``, ``propagate_ui``).
 
     Config keys (see ``properties/model/FREEDOM.yaml``): ``embedding_size``, ``feat_embed_dim``,
     ``knn_k``, ``mm_image_weight``, ``text_modality``, ``modality_weights``, ``n_mm_layers``,
     ``n_ui_layers``, ``dropout``, ``reg_weight``, ``finetune_features``, ``knn_symmetric``.
     """
 
-    input_type = InputType.PAIRWISE
-
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.embedding_size, self.feat_embed_dim = self.matched_embedding_sizes(
+        _, self.feat_embed_dim = self.matched_embedding_sizes(
             config, "FREEDOM scores projected features against user embeddings"
         )
         self.knn_k = int(config["knn_k"])
         self.n_mm_layers = int(config["n_mm_layers"])
-        self.n_ui_layers = int(config["n_ui_layers"])
         self.dropout = float(config["dropout"])
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"dropout: {self.dropout}; expected the fraction of training edges pruned, in [0, 1)")
         self.reg_weight = float(config["reg_weight"])
         self.knn_symmetric = bool(config["knn_symmetric"])
         self.mix_weights = modality_mix_weights(
             self.modalities, float(config["mm_image_weight"]), str(config["text_modality"]), config["modality_weights"]
         )
-
-        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
-        self.item_id_embedding = nn.Embedding(self.n_items, self.embedding_size)
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_id_embedding.weight)
 
         # fine-tuned copies of the feature tables (parameters), or the frozen features themselves
         self.finetune_features = bool(config["finetune_features"])
@@ -191,35 +182,32 @@ class FREEDOM(MultiModalRecommender):
         return {"kept_edges": kept, "kept_fraction": kept / self.edge_weights.numel()}
 
     # -- model -----------------------------------------------------------------------------
-    def forward(self, adj_op):
-        """Final embeddings over the user-item graph ``adj_op`` (a :class:`SparseOperator`):
-        ``([n_users, d], [n_items, d])``."""
-        h = propagate(self.mm_op, self.item_id_embedding.weight, self.n_mm_layers, mean=False)
-        ego = torch.cat([self.user_embedding.weight, self.item_id_embedding.weight], dim=0)
-        out = propagate(adj_op, ego, self.n_ui_layers)
-        users, items = torch.split(out, [self.n_users, self.n_items], dim=0)
-        return users, items + h
+    def forward(self, adj_op=None):
+        """Final embeddings over the user-item graph ``adj_op`` (a :class:`SparseOperator`; default the
+        full training graph): ``(users [n_users, d], items [n_items, d], {})`` with
+        ``items = I + S^{L_mm} E_item``."""
+        h = propagate(self.mm_op, self.item_embedding.weight, self.n_mm_layers, mean=False)
+        users, items = self.split_nodes(self.propagate_ui(adj_op=adj_op))
+        return users, items + h, {}
+
+    def modality_encoder(self, modality):
+        """``items [U] -> W_m f_m(items) [U, d]`` (the projected, fine-tuned features)."""
+        return lambda items: self.feature_proj[modality](self.feature_table(modality)[items])
 
     def calculate_loss(self, interaction):
+        """``BPR(u, i+, i-)`` on the pruned graph ``+ reg_weight * sum_m BPR(u, W_m f_m(i+), W_m f_m(i-))``."""
         self.invalidate()
         if self.masked_op is None:
             self.pre_epoch_processing()
         users = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
-        user_all, item_all = self.forward(self.masked_op)
-        u = user_all[users].unsqueeze(2)  # [B, d, 1]
-        pairs = torch.stack([pos, neg], dim=1)  # [B, 2]
-        s = torch.bmm(item_all[pairs], u).squeeze(2)  # [B, 2] scores of (pos, neg)
-        loss = bpr_loss(s[:, 0], s[:, 1])
+        user_all, item_all, _ = self.forward(self.masked_op)
+        u = user_all[users]  # [B, d]
+        loss = bpr_loss(*pair_scores(u, item_all, pos, neg))
         if self.reg_weight != 0.0:  # with weight 0 the term (and its gradient) is exactly zero
-            uniq, inverse = torch.unique(pairs, return_inverse=True)  # each distinct item projected once
-            feats = [self.feature_proj[m](self.feature_table(m)[uniq])[inverse] for m in self.modalities]
-            s = torch.bmm(torch.cat(feats, dim=1), u).squeeze(2)  # [B, 2M]: (pos, neg) per modality
-            loss = loss + self.reg_weight * sum(bpr_loss(s[:, 2 * k], s[:, 2 * k + 1]) for k in range(len(feats)))
+            encoders = [self.modality_encoder(m) for m in self.modalities]
+            loss = loss + self.reg_weight * sum(bpr_loss(s_pos, s_neg) for s_pos, s_neg in encoded_pair_scores(u, encoders, pos, neg))
         return loss
 
-    # -- inference (full graph) --------------------------------------------------------------
-    def inference_embeddings(self):
-        """Scores on the full (unpruned) graph."""
-        return self.forward(self.adj_op)
+    # inference_embeddings (the backbone's): forward() on the full (unpruned) graph

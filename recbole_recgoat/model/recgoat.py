@@ -32,12 +32,11 @@ from recbole.model.init import xavier_normal_initialization
 from recbole.model.loss import EmbLoss
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.alignment import cmcl, dimension_transport_map, exact_w1, lemma33_sides, sinkhorn_w1
 from recbole_recgoat.model.layers.attention import GATEncoder
 from recbole_recgoat.model.layers.graph import BufferDict, rows
 from recbole_recgoat.model.layers.losses import bpr_loss
-from recbole_recgoat.model.layers.sparse import propagate
 
 
 
@@ -68,18 +67,20 @@ def initial_fusion_weights(init, keys):
     return [w[k] / total for k in keys]
 
 
-class RecGOAT(MultiModalRecommender):
-    """RecGOAT as a RecBole ``GeneralRecommender`` (pairwise, BPR).
+class RecGOAT(GraphRecommender):
+    """RecGOAT as a RecBole ``GeneralRecommender`` (pairwise, BPR), on the LightGCN backbone (its
+    ``Z^cf``; every parameter, the ID embeddings included, starts from RecBole's
+    ``xavier_normal_initialization``).
 
     ``modalities: []`` with ``use_user_features: False`` is the "ID only" row of the paper's claim:
     no LM input at all (LightGCN's propagation, then the fusion's LayerNorm)."""
 
     min_modalities = 0
+    id_init = None  # xavier_normal_initialization over the whole model, below
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        d = self.embedding_size = config["embedding_size"]
-        self.n_ui_layers = config["n_ui_layers"]
+        d = self.embedding_size
         self.tau = config["tau"]
         self.lambda_cl = config["lambda_cl"]
         self.lambda_ot = config["lambda_ot"]
@@ -96,9 +97,7 @@ class RecGOAT(MultiModalRecommender):
         self.ui_graph = str(config["ui_graph"]).lower()
         heads, drop, n_mm = config["gat_heads"], config["gat_dropout"], config["n_mm_layers"]
 
-        # 1. ID embeddings (+ user LM features)
-        self.user_embedding = nn.Embedding(self.n_users, d)
-        self.item_embedding = nn.Embedding(self.n_items, d)
+        # 1. ID embeddings (the backbone's user_embedding, item_embedding) + user LM features
         self.use_user_features = bool(config["use_user_features"]) and self.user_feats is not None
         self.use_user_graph = self.use_user_features and bool(config["use_user_graph"])
         if self.use_user_features:
@@ -177,12 +176,12 @@ class RecGOAT(MultiModalRecommender):
         if self.use_user_features:
             p_u = self.user_proj(self.user_feats)  # W_u X^u, [n_users, d]
             user_ego = user_ego + p_u
-        ego = torch.cat([user_ego, self.item_embedding.weight])
+        ego = self.ego_embeddings(user_ego)
         if self.ui_graph == "gat":
             z_cf = self.ui_gat(ego, self.ui_edges)
         else:
-            z_cf = propagate(self.adj_op, ego, self.n_ui_layers)
-        z_cf_u, z_cf_all = torch.split(z_cf, [self.n_users, self.n_items])
+            z_cf = self.propagate_ui(ego)
+        z_cf_u, z_cf_all = self.split_nodes(z_cf)
         if users is not None:
             z_cf_u = rows(z_cf_u, users)
         z_cf_i = z_cf_all if items is None else rows(z_cf_all, items)
@@ -328,10 +327,6 @@ class RecGOAT(MultiModalRecommender):
         if size and index.numel() > size:
             index = index[torch.randperm(index.numel(), device=index.device)[:size]]
         return index
-
-    def inference_embeddings(self):
-        z_u, z_i, _ = self.forward()
-        return z_u, z_i
 
     def feature_set(self):
         return {"items": list(self.modalities), "users": self.use_user_features}

@@ -23,9 +23,8 @@ MMRec's "recommended version" (no bias terms), which produced the published numb
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.utils import InputType
-
 from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.layers.batched import encode_pairs, pair_dot, pair_emb_loss
 from recbole_recgoat.model.layers.losses import bpr_loss
 
 
@@ -37,8 +36,6 @@ class VBPR(MultiModalRecommender):
     ``vbpr_feature_norm``, ``vbpr_bias``.
     """
 
-    input_type = InputType.PAIRWISE
-
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.embedding_size = d = int(config["embedding_size"])
@@ -49,8 +46,8 @@ class VBPR(MultiModalRecommender):
         blocks = [F.normalize(f, dim=1) if self.feature_norm == "l2" else f for f in self.item_feats.values()]
         self.register_buffer("content", torch.cat(blocks, dim=1), persistent=False)  # [n_items, F]
 
-        self.u_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, 2 * d)))  # [gamma; theta]
-        self.i_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, d)))  # gamma_i
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, 2 * d)))  # [gamma; theta]
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, d)))  # gamma_i
         self.item_linear = nn.Linear(self.content.shape[1], d)  # E, b
         nn.init.xavier_normal_(self.item_linear.weight)
         nn.init.zeros_(self.item_linear.bias)
@@ -61,7 +58,7 @@ class VBPR(MultiModalRecommender):
     # -- parts -----------------------------------------------------------------------------
     def item_vectors(self, items=None):
         """Item vectors ``[gamma_i ; E f_i + b]`` ``[n, 2d]`` (all items when ``items`` is None)."""
-        ids = self.i_embedding if items is None else self.i_embedding[items]
+        ids = self.item_embedding if items is None else self.item_embedding[items]
         feats = self.content if items is None else self.content[items]
         return torch.cat([ids, self.item_linear(feats)], dim=1)
 
@@ -78,7 +75,7 @@ class VBPR(MultiModalRecommender):
         ``id_part = gamma_u . gamma_i (+ beta_i)``, ``content_part = theta_u . (E f_i + b) (+ beta' . f_i)``.
         """
         d = self.embedding_size
-        gamma_u, theta_u = self.u_embedding[users, :d], self.u_embedding[users, d:]
+        gamma_u, theta_u = self.user_embedding[users, :d], self.user_embedding[users, d:]
         q = self.item_vectors(items)
         gamma_i, content_i = q[:, :d], q[:, d:]
         if items is None:
@@ -91,28 +88,22 @@ class VBPR(MultiModalRecommender):
         return id_part, content_part
 
     def calculate_loss(self, interaction):
+        """``BPR(P_u . Q_i+, P_u . Q_i-) + reg_weight * (||P_u|| + ||Q_i+|| + ||Q_i-||) / B``."""
         self.invalidate()
         users = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
-        u = self.u_embedding[users]  # [B, 2d]
-        pairs = torch.stack([pos, neg], dim=1)  # [B, 2]
-        uniq, inverse = torch.unique(pairs, return_inverse=True)
-        q = self.item_vectors(uniq)[inverse]  # [B, 2, 2d]: each distinct item projected once
-        s = torch.bmm(q, u.unsqueeze(2)).squeeze(2)  # [B, 2] scores of (pos, neg)
+        u = self.user_embedding[users]  # [B, 2d]: [gamma_u; theta_u]
+        q = encode_pairs(self.item_vectors, pos, neg)  # [B, 2, 2d]: [gamma_i; E f_i + b] of (i+, i-)
+        s = pair_dot(q, u)  # [B, 2] scores of (i+, i-)
         if self.use_bias:
-            beta, vis = self._biases(uniq)
-            s = s + (beta + vis)[inverse]
-        loss = bpr_loss(s[:, 0], s[:, 1])
-        # RecBole's EmbLoss(u, q+, q-) (unsquared Frobenius norms / B) as one reduction over q: EmbLoss
-        # on the two strided halves of q opens 10 more OpenMP regions per step in its backward
-        norms = torch.linalg.vector_norm(q, dim=(0, 2))  # [2]: ||Q_i+||_F, ||Q_i-||_F
-        return loss + self.reg_weight * (torch.linalg.vector_norm(u) + norms.sum()) / u.shape[0]
+            s = s + encode_pairs(lambda items: sum(self._biases(items)).unsqueeze(1), pos, neg).squeeze(2)
+        return bpr_loss(s[:, 0], s[:, 1]) + self.reg_weight * pair_emb_loss(u, q)
 
     # -- inference -------------------------------------------------------------------------
     def inference_embeddings(self):
         """``([p_u ; 1], [q_i ; beta_i + beta'^T f_i])``: the dot product is the full VBPR score."""
-        users, items = self.u_embedding, self.item_vectors()
+        users, items = self.user_embedding, self.item_vectors()
         if self.use_bias:
             users = torch.cat([users, users.new_ones(users.shape[0], 1)], dim=1)
             items = torch.cat([items, sum(self._biases()).unsqueeze(1)], dim=1)
