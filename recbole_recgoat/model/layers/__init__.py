@@ -1,6 +1,7 @@
 """Shared layers of the plugin's models, one module per job.
 
-* :mod:`.graph` - the training user-item graph, normalised adjacencies, edge sampling, row gathers;
+* :mod:`.graph` - the training user-item graph, normalised adjacencies, the user-user co-occurrence
+  graph (top-k of ``R R^T``), edge sampling, row gathers;
 * :mod:`.knn` - cosine kNN graphs (exact in blocks, or faiss IVF) and their on-disk cache;
 * :mod:`.sparse` - fixed sparse matrices as differentiable CSR operators, LightGCN propagation;
 * :mod:`.attention` - graph attention (PyTorch Geometric ``GATConv``), in checkpointed edge chunks;
