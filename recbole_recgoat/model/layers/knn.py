@@ -4,6 +4,8 @@ Never an ``N x N`` matrix: exact search compares a block of rows with all rows a
 :data:`KNN_EXACT_MAX_NODES` nodes ``auto`` uses a faiss IVF index (when installed) and measures its
 recall against exact search on a sample.  Symmetrisation and self-loops are PyTorch Geometric's
 ``to_undirected`` / ``add_remaining_self_loops``; edge lists are kept sorted by (row, col).
+:func:`knn_similarities` is the differentiable variant (a learned graph, LATTICE): exact blockwise
+search without gradients, then the kept pairs' cosine similarities recomputed WITH autograd.
 """
 
 import hashlib
@@ -132,6 +134,48 @@ def knn_neighbours(x, k, valid=None, include_self=True, max_block_bytes=256 * 2*
             hits = (nb[pick].unsqueeze(2) == exact_nb.unsqueeze(1)).any(2).sum()
             stats["recall_at_k"] = float(hits) / exact_nb.numel()
     return torch.stack([rows, nb[found]]), sims[found]
+
+
+def knn_similarities(x, k, valid=None, include_self=True, max_block_bytes=256 * 2**20):
+    """Exact top-``k`` cosine neighbours of every row of ``x`` AND their similarities WITH autograd
+    (a learned graph: LATTICE); never more than a ``block x N`` similarity slice.
+
+    The neighbour search runs without gradients, a block of rows against all rows at a time (as
+    :func:`knn_neighbours` ``method="exact"``); the selection is piecewise constant, so it has no
+    gradient anyway.  The kept similarities are then recomputed from the normalised rows,
+    ``s_ij = x_i . x_j / (||x_i|| ||x_j||)`` for the ``E = N k`` kept pairs only, so they carry
+    gradients to ``x`` exactly as ``topk`` of the dense similarity matrix would (the values
+    ``topk`` returns are those entries).  Memory: ``O(block x N)`` for the search (no gradient) and
+    ``O(N k f)`` for the gathered pairs kept for backward.
+
+    Args:
+        x (Tensor): ``[N, f]`` rows (e.g. projected features), may require grad.
+        k (int): neighbours per row (capped at the valid rows; the row itself counts when
+            ``include_self``).
+        valid (BoolTensor | None): ``[N]``; invalid rows (RecBole's PAD id 0) get no edges and are
+            nobody's neighbour.
+        include_self (bool): whether a row may be its own neighbour (it is its nearest).
+        max_block_bytes (int): bound on one similarity block.
+
+    Returns:
+        tuple[LongTensor, Tensor]: ``edge_index [2, E]`` (row = node, col = neighbour; rows
+        ascending, each row's neighbours by decreasing similarity; directed, no symmetrisation)
+        and the cosine similarities ``[E]`` (differentiable w.r.t. ``x``).
+    """
+    n = x.shape[0]
+    valid = torch.ones(n, dtype=torch.bool, device=x.device) if valid is None else valid.to(x.device)
+    k = min(int(k), int(valid.sum()) - (0 if include_self else 1))
+    if k <= 0:
+        return torch.empty(2, 0, dtype=torch.long, device=x.device), x.new_zeros(0)
+    xn = F.normalize(x, dim=1)  # [N, f], differentiable
+    nodes = torch.nonzero(valid).flatten()
+    with torch.no_grad():
+        _, nb = _exact_topk(xn.detach().float(), nodes, valid, k, include_self, max_block_bytes,
+                            what=f"learned kNN graph of {n:,} rows")
+    rows = nodes.unsqueeze(1).expand_as(nb).reshape(-1)
+    cols = nb.reshape(-1)
+    sims = (xn.index_select(0, rows) * xn.index_select(0, cols)).sum(dim=1)  # [E]
+    return torch.stack([rows, cols]), sims
 
 
 def _has_faiss():
