@@ -1,4 +1,4 @@
-"""The multimodal baselines (FREEDOM, LGMRec, VBPR, BM3): they run, they reproduce, and their
+"""The multimodal baselines (FREEDOM, LGMRec, VBPR, BM3, LATTICE, MGCN, DRAGON, SMORE): they run, they reproduce, and their
 mechanisms do what the papers say. Everything on the bundled Last.fm-2K (text 384 + audio 128
 features by default; whisper 512 as a third modality)."""
 
@@ -17,7 +17,7 @@ from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import properties_dir
 from recbole_recgoat.quick_start import build_model, prepare, run
 
-BASELINES = ["FREEDOM", "LGMRec", "VBPR", "BM3"]
+BASELINES = ["FREEDOM", "LGMRec", "VBPR", "BM3", "LATTICE", "MGCN", "DRAGON", "SMORE"]
 QUIET = {"state": "ERROR", "show_progress": False}
 
 
