@@ -258,4 +258,5 @@ def test_configured_rows_without_records_are_pending(bench, tmp_path):
     ml = board["datasets"]["ml-100k"]
     assert [t["pending"] for t in ml["tables"]] == [["Pop", "BPR", "LightGCN"], ["BPR", "BPR-wd"]]
     assert "Every row is pending" in (tmp_path / "docs" / "board-ml-100k.md").read_text()
+    assert "Pending (configured, no finished cell yet; not ranked): LightGCN." in (tmp_path / "docs" / "board.md").read_text()
     assert [m["name"] for m in board["average_rank"]["models"]] == [m["name"] for m in reference["average_rank"]["models"]]

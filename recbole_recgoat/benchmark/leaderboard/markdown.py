@@ -133,6 +133,14 @@ def average_rank_lines(board, focus=None):
         name = f"**{m['name']}**" if m["name"] == focus else m["name"]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt_num(m['mean_rank_headline'], 2)} | "
                      f"{fmt_num(m['mean_rank_all'], 2)} |")
+    ranked = {m["name"] for m in ar["models"]}
+    pending = []
+    for ds in board["datasets"].values():
+        for n in (ds["tables"][0].get("pending") or []) if ds["tables"] else []:
+            if n not in ranked and n not in pending:
+                pending.append(n)
+    if pending:
+        lines += ["", "Pending (configured, no finished cell yet; not ranked): " + ", ".join(pending) + "."]
     return lines
 
 
