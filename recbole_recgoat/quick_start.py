@@ -107,12 +107,34 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, c
     with Stage("splitting and building the dataloaders", show=shows_steps(config) and log):
         train_data, valid_data, test_data = data_preparation(config, ds)
         train_data = resolve_train_batch_size(config, train_data)
+        apply_test_mask(config, train_data, test_data)
     # the test split is summarised by run() when it tests: a tuning trial never touches it
     notes = list(getattr(ds, "load_notes", [])) + unseen_summary(train_data._dataset, {"valid": valid_data._dataset},
                                                                  ds.uid_field, ds.iid_field)
     for level, line in notes:
         getattr(logger, level)(line)
     return config, ds, train_data, valid_data, test_data, logfile
+
+
+def apply_test_mask(config, train_data, test_data):
+    """``test_mask: train`` (MMRec's evaluation, and the papers built on it): a test user's
+    validation items are ranked like any other item; only the user's training items are masked.
+
+    RecBole's full-sort test loader masks ``(train + valid items) - test items`` of each user
+    (``test_mask: train_valid``, the default); here the mask becomes ``train items - test items``
+    (an item the user has in both splits stays rankable: it is a test positive). The validation
+    loader is not touched: validation masks training items only under both settings.
+    """
+    if str(config["test_mask"] or "train_valid").lower() != "train" or test_data is None:
+        return
+    train = train_data._dataset
+    train_items = {}
+    for uid, iid in zip(train.inter_feat[train.uid_field].tolist(), train.inter_feat[train.iid_field].tolist()):
+        train_items.setdefault(uid, set()).add(iid)
+    for uid in test_data.uid_list.tolist():
+        positives = set(test_data.uid2positive_item[uid].tolist())
+        history = sorted(train_items.get(uid, set()) - positives)
+        test_data.uid2history_item[uid] = torch.tensor(history, dtype=torch.int64)
 
 
 def shows_steps(config):

@@ -39,7 +39,9 @@ def protocol_text(config, items):
     modes = (config["eval_args"] or {}).get("mode") or {}
     mode = modes.get("test", "full") if isinstance(modes, dict) else modes
     if str(mode) == "full":
-        ranking = f"full ranking of {items:,} items, training items masked (at test also validation items)"
+        ranking = f"full ranking of {items:,} items, training items masked " + (
+            "(at test too: validation items unmasked, test_mask: train, MMRec's protocol)"
+            if str(config["test_mask"]).lower() == "train" else "(at test also validation items)")
     else:
         ranking = f"ranking against sampled negatives ({mode})"
     metrics = f"{', '.join(config['metrics'])} @ {', '.join(str(k) for k in config['topk'])}"

@@ -125,6 +125,7 @@ CASES = [
     ("negative-learning-rate", nothing, RUN + ["--learning_rate=-1", "--epochs=1"], ["learning_rate", "-1"]),
     ("zero-batch", nothing, RUN + ["--model=BPR", "--train_batch_size=0", "--epochs=1"], ["train_batch_size"]),
     ("bad-choice", nothing, RUN + ["--fusion=mean", "--epochs=1"], ["fusion", "mean", "weighted"]),
+    ("bad-test-mask", nothing, RUN + ["--model=BPR", "--test_mask=valid", "--epochs=1"], ["test_mask", "valid", "train_valid"]),
     ("valid-metric-not-computed", nothing, RUN + ["--model=BPR", "--valid_metric=Recall@30", "--epochs=1"], ["valid_metric", "Recall@30"]),
     ("unknown-metric", nothing, RUN + ["--model=BPR", "--metrics=['Recal']", "--epochs=1"], ["metrics", "Recal"]),
     ("unknown-model", nothing, RUN + ["--model=NoSuchModel"], ["NoSuchModel"]),

@@ -93,13 +93,17 @@ def test_leaderboard_equals_recomputation(bench, tmp_path):
             d = [x - y for x, y in zip(a, b)]
             if statistics.stdev(d) > 0:
                 assert t["t"] == pytest.approx(statistics.mean(d) / (statistics.stdev(d) / math.sqrt(len(d))))
-    md = paths["md"].read_text()
+    md = paths["pages"]["lastfm-2k"].read_text()  # the dataset's results page
     best = overall["best"]["recall@20"]
     row = next(r for r in overall["rows"] if r["name"] == best)
     assert f"**{row['test']['recall@20']['mean']:.4f} ± {row['test']['recall@20']['std']:.4f}**" in md
-    assert "| users | items |" in md and "<details><summary>Config of BPR-wd</summary>" in md
-    assert "weight_decay: 0.001" in md
-    assert all(p.exists() and p.stat().st_size > 1000 for p in paths["figures"]) and len(paths["figures"]) == 4
+    assert "| users | items |" in md and "BPR-wd:\n  variant_of: BPR\n  overrides: {weight_decay: 0.001}" in md
+    assert "<details>" not in md and "eval_batch_size" not in md  # the full configs: the JSON export only
+    assert row["config"]["eval_batch_size"] and "eval_batch_size" in paths["json"].read_text()
+    assert "Masking at test time: a test user's training and validation items are masked" in md
+    assert "(leaderboard-lastfm-2k.md)" in paths["md"].read_text()  # the overview links the page
+    assert all(p.exists() and p.stat().st_size > 1000 for p in paths["figures"]) and len(paths["figures"]) == 5
+    assert any(p.name == "average_rank.png" for p in paths["figures"])
 
 
 def test_per_user_values(bench):
@@ -144,7 +148,7 @@ def test_regenerated_from_the_store_alone(bench, tmp_path):
     a.pop("store"), b.pop("store")
     assert a == b
     assert first["csv"].read_text() == second["csv"].read_text()
-    assert "rows sorted by test Recall@20." in first["md"].read_text()  # the default tables rank by score
+    assert "rows sorted by test Recall@20." in first["pages"]["lastfm-2k"].read_text()  # default tables: by score
 
 
 def test_yaml_form_reuses_the_finished_cells(bench, tmp_path):
@@ -159,8 +163,8 @@ def test_yaml_form_reuses_the_finished_cells(bench, tmp_path):
     before = (bench / "store" / "records.jsonl").read_bytes()
     assert main(["--config", str(cfg)]) == 0
     assert (bench / "store" / "records.jsonl").read_bytes() == before  # every cell was already finished
-    md = (tmp_path / "docs" / "board.md").read_text()
-    assert md.startswith("# Demo") and "### Main" in md and "(tmp_path / 'docs' / 'board_figures')" not in md
+    md = (tmp_path / "docs" / "board-lastfm-2k.md").read_text()
+    assert md.startswith("# Demo: lastfm-2k") and "## Main" in md and "(tmp_path / 'docs' / 'board_figures')" not in md
     assert "rows in the order the table is defined in." in md and "rows sorted by" not in md  # sort: given
     board = json.loads((tmp_path / "docs" / "board.json").read_text())
     assert [r["name"] for r in board["datasets"]["lastfm-2k"]["tables"][0]["rows"]] == ["BPR", "Pop"]
@@ -204,3 +208,55 @@ def test_seed_counts_are_written_in_words_that_agree():
     from recbole_recgoat.benchmark.leaderboard.markdown import seeds_text
 
     assert seeds_text([1]) == "1 seed" and seeds_text([2]) == "2 seeds" and seeds_text([3, 5]) == "3/5 seeds"
+
+
+def _ranks_by_hand(means):
+    """1-based ranks, higher is better, ties sharing the mean of their positions."""
+    order = sorted(means, key=lambda n: -means[n])
+    out = {}
+    for n in means:
+        tied = [i + 1 for i, o in enumerate(order) if means[o] == means[n]]
+        out[n] = sum(tied) / len(tied)
+    return out
+
+
+def test_average_rank_is_the_mean_of_the_per_dataset_ranks(bench, tmp_path):
+    paths = build(bench / "store", tmp_path / "lb", figures=False)
+    board = json.loads(paths["json"].read_text())
+    ar = board["average_rank"]
+    ds = board["datasets"]["lastfm-2k"]
+    overall = ds["tables"][0]
+    assert ar["datasets"] == ["lastfm-2k"] and ar["table"] == {"lastfm-2k": "Overall"}
+    assert ar["columns"] == ["recall@20", "recall@10", "ndcg@10", "ndcg@20"]
+    by_hand = {m: _ranks_by_hand({r["name"]: r["test"][m]["mean"] for r in overall["rows"]}) for m in ar["columns"]}
+    for model in ar["models"]:
+        assert model["mean_rank_headline"] == by_hand["recall@20"][model["name"]]
+        assert model["mean_rank_all"] == pytest.approx(statistics.mean(by_hand[m][model["name"]] for m in ar["columns"]))
+    assert [m["mean_rank_headline"] for m in ar["models"]] == sorted(m["mean_rank_headline"] for m in ar["models"])
+    assert "## Average rank" in paths["md"].read_text()
+
+
+def test_configured_rows_without_records_are_pending(bench, tmp_path):
+    """A model added to the yaml before its cells ran: its rows read "pending" (Markdown and LaTeX),
+    a dataset without any record gets a page of pending rows, and the numbers of the others stand."""
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(
+        f"store: {bench / 'store'}\nmodels: [Pop, BPR, LightGCN]\ndatasets: [lastfm-2k, ml-100k]\nseeds: 2\n"
+        "variants:\n  BPR-wd: {model: BPR, weight_decay: 1.0e-03}\n"
+        f"leaderboard:\n  out: {tmp_path / 'docs'}\n  name: board\n"
+        "  tables:\n    - {title: Main, rows: [Pop, BPR, LightGCN]}\n    - {title: Ablation, rows: [BPR, BPR-wd]}\n")
+    assert main(["leaderboard", "--config", str(cfg), "--no-figures"]) == 0
+    page = (tmp_path / "docs" / "board-lastfm-2k.md").read_text()
+    assert "| LightGCN | pending | pending | pending | pending | 0 | pending |" in page
+    assert "LightGCN & pending & pending & pending & pending \\\\" in (tmp_path / "docs" / "board-lastfm-2k.tex").read_text()
+    board = json.loads((tmp_path / "docs" / "board.json").read_text())
+    main_table = board["datasets"]["lastfm-2k"]["tables"][0]
+    assert main_table["pending"] == ["LightGCN"] and {r["name"] for r in main_table["rows"]} == {"Pop", "BPR"}
+    reference = json.loads(build(bench / "store", tmp_path / "plain", figures=False,
+                                 tables=[{"title": "Main", "rows": ["Pop", "BPR", "LightGCN"]}])["json"].read_text())
+    assert main_table["rows"] == reference["datasets"]["lastfm-2k"]["tables"][0]["rows"]  # same numbers
+    ml = board["datasets"]["ml-100k"]
+    assert [t["pending"] for t in ml["tables"]] == [["Pop", "BPR", "LightGCN"], ["BPR", "BPR-wd"]]
+    assert "Every row is pending" in (tmp_path / "docs" / "board-ml-100k.md").read_text()
+    assert "Pending (configured, no finished cell yet; not ranked): LightGCN." in (tmp_path / "docs" / "board.md").read_text()
+    assert [m["name"] for m in board["average_rank"]["models"]] == [m["name"] for m in reference["average_rank"]["models"]]

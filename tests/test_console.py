@@ -241,15 +241,15 @@ def test_grid_progress_counts_cells_and_estimates_the_rest():
 
     now = [100.0]
     progress = GridProgress(4, clock=lambda: now[0])
-    assert progress.text() == "[0/4 cells, 0.0s, ETA ~?]"
+    assert progress.text() == "[0/4 cells, 00:00, ETA ?]"
     now[0] = 130.0
     progress.tick()
-    assert progress.text() == "[1/4 cells, 30.0s, ETA ~1m30s]"
+    assert progress.text() == "[1/4 cells, 00:30, ETA 01:30]"  # tqdm's meter: the rate so far
     progress.tick(ok=False)
     now[0] = 160.0
-    assert progress.text() == "[2/4 cells, 1 failed, 1m00s, ETA ~1m00s]"
+    assert progress.text() == "[2/4 cells, 1 failed, 01:00, ETA 01:00]"
     progress.tick(), progress.tick()
-    assert progress.text().endswith("ETA 0.0s]")
+    assert progress.text().endswith("ETA 00:00]")
 
 
 def test_execute_says_cells_done_of_total(capsys, tmp_path):
@@ -263,7 +263,7 @@ def test_execute_says_cells_done_of_total(capsys, tmp_path):
     assert (ok, failed) == (2, 1)
     lines = [line for line in capsys.readouterr().out.splitlines() if "cells" in line]
     assert [re.search(r"\[(\d)/3 cells", line).group(1) for line in lines] == ["1", "2", "3"]
-    assert "1 failed" in lines[-1] and lines[-1].endswith("ETA 0.0s]")
+    assert "1 failed" in lines[-1] and lines[-1].endswith("ETA 00:00]")
 
 
 def test_auto_progress_bars_for_large_evaluations_on_a_terminal(monkeypatch):
@@ -315,14 +315,21 @@ def test_faiss_search_in_blocks_finds_the_same_neighbours():
 
 
 def test_progress_shows_done_total_and_eta():
-    clock = iter([0.0, 1.5, 3.0, 4.0])  # enter, two updates, exit
+    now = [0.0]
     stream = FakeTTY()
-    with console.Progress("kNN graph", 200, stream=stream, show=True, clock=lambda: next(clock)) as progress:
-        progress.update(50)   # t=1.5: drawn
-        progress.update(100)  # t=3.0: drawn
-    lines = stream.getvalue().split("\r\033[K")
-    assert lines[1] == "kNN graph: 25% 50/200, 1.5s, ETA ~4.5s" and lines[2] == "kNN graph: 50% 100/200, 3.0s, ETA ~3.0s"
-    assert lines[-1] == "kNN graph: 4.0s\n"
+    with console.Progress("kNN graph", 200, stream=stream, show=True, clock=lambda: now[0]) as progress:
+        now[0] = 1.5
+        progress.update(50)   # drawn (a second since the last draw)
+        now[0] = 2.0
+        progress.update(60)   # not drawn: at most once a second
+        now[0] = 3.0
+        progress.update(100)  # drawn
+        now[0] = 4.0
+    drawn = [line.rstrip() for line in stream.getvalue().split("\r") if line.strip()]
+    assert "kNN graph:  25%|##5       | 50/200 [00:01, ETA 00:04]" in drawn  # tqdm's bar: the rate so far
+    assert "kNN graph:  50%|#####     | 100/200 [00:03, ETA 00:03]" in drawn
+    assert not any("60/200" in line for line in drawn)
+    assert drawn[-1] == "kNN graph: 4.0s"  # the bar erased, the step's time kept
     stream = FakeTTY()
     with console.Progress("kNN graph", 200, stream=stream, show=False) as progress:
         progress.update(100)
@@ -335,7 +342,7 @@ def test_progress_off_a_terminal_reports_every_so_often():
     with console.Progress("loading", 4, stream=stream, show=True, clock=lambda: next(clock)) as progress:
         for done in range(1, 5):
             progress.update(done)
-    assert stream.getvalue().splitlines() == ["loading: 50% 2/4, 31.0s, ETA ~31.0s", "loading: 100% 4/4, 1m02s, ETA ~0.0s",
+    assert stream.getvalue().splitlines() == ["loading: 50% 2/4 [00:31, ETA 00:31]", "loading: 100% 4/4 [01:02, ETA 00:00]",
                                               "loading: 1m03s"]
 
 

@@ -1,5 +1,6 @@
-"""docs/leaderboard.{md,json,csv} are what the committed store gives: recomputed here by the
-leaderboard command of benchmarks/leaderboard.yaml (no training), and compared number for number.
+"""docs/leaderboard.{md,json,csv} and every dataset's results page docs/leaderboard-<dataset>.{md,tex}
+are what the committed store gives: recomputed here by the leaderboard command of
+benchmarks/leaderboard.yaml (no training), and compared number for number.
 
 While the grid is still tuning (the store has tuned parameters but no finished cell yet),
 docs/leaderboard.md is the in-progress page: it names every tuned file of the store and shows
@@ -91,6 +92,12 @@ def test_docs_leaderboard_is_the_committed_store(tmp_path):
     _same(fresh, committed)  # every mean, std, test and cost: recompute with the yaml's leaderboard command
     _same(_csv_cells(new.with_suffix(".csv").read_text()), _csv_cells(DOCS.with_suffix(".csv").read_text()))
     assert _comparable_md(new.with_suffix(".md").read_text()) == _comparable_md(md)
+    for dataset in fresh["datasets"]:  # each dataset's results page and its LaTeX
+        page = DOCS.with_name(f"{DOCS.name}-{dataset}")
+        fresh_page = new.with_name(f"{new.name}-{dataset}")
+        assert _comparable_md(fresh_page.with_suffix(".md").read_text()) == _comparable_md(page.with_suffix(".md").read_text())
+        assert fresh_page.with_suffix(".tex").read_text() == page.with_suffix(".tex").read_text()
+        assert len(page.with_suffix(".md").read_text().splitlines()) < 300, page
     assert committed["records"] == len(records)
     commits = committed["provenance"].get("git_commit") or committed["provenance"].get("code_fingerprint")
     assert commits and all(str(c) in md for c in commits)  # the page names the code that made its numbers

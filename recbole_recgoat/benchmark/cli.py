@@ -277,9 +277,24 @@ def cmd_leaderboard(args, doc, argv=None):
         title=_pick(args.title, ldoc, "title"), focus=_pick(args.focus, ldoc, "focus"),
         datasets=_listify(_pick(args.datasets, ldoc, "datasets")), command=command,
         figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc),
-        feature_labels=ldoc.get("feature_labels"))
-    _say(f"wrote {paths['md']}, {paths['csv'].name}, {paths['json'].name} and {len(paths['figures'])} figures")
+        feature_labels=ldoc.get("feature_labels"), expected=_expected(doc))
+    _say(f"wrote {paths['md']}, {len(paths['pages'])} dataset pages (.md, .tex), {paths['csv'].name}, "
+         f"{paths['json'].name} and {len(paths['figures'])} figures")
     return 0
+
+
+def _expected(doc):
+    """``{dataset: [row names]}`` the benchmark yaml runs (its models and variants on its datasets):
+    the rows a table shows as pending until their cells are in the store. None without a yaml's
+    ``models``."""
+    models = _listify(doc.get("models"))
+    if not models:
+        return None
+    from recbole_recgoat.benchmark.spec import DEFAULT_DATASET, build_entries
+
+    entries = build_entries(models, doc.get("variants") or {})
+    datasets = _listify(doc.get("datasets")) or [DEFAULT_DATASET]
+    return {d: [e.name for e in entries if e.datasets is None or d in e.datasets] for d in datasets}
 
 
 def _note(args, ldoc):

@@ -19,7 +19,7 @@ import sys
 import time
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.utils.console import duration
+from recbole_recgoat.utils.console import meter
 
 
 def usable_cores():
@@ -49,7 +49,10 @@ def _say(msg):
 
 
 class GridProgress:
-    """Cells done of ``total`` and the ETA of the rest, from the wall time since ``start``."""
+    """Cells done of ``total`` and the ETA of the rest, from the wall time since ``start``: tqdm's
+    meter (:func:`~recbole_recgoat.utils.console.meter`), one line per finished cell (a log, not a
+    redrawn bar: the cells' own lines interleave)."""
+
 
     def __init__(self, total, start=None, clock=time.time):
         self.total, self.done, self.failed = int(total), 0, 0
@@ -61,11 +64,10 @@ class GridProgress:
         self.failed += 0 if ok else 1
 
     def text(self):
-        elapsed = self.clock() - self.start
         failed = f", {self.failed} failed" if self.failed else ""
-        left = self.total - self.done
-        eta = duration(elapsed / self.done * left) if self.done else "?"
-        return f"[{self.done}/{self.total} cells{failed}, {duration(elapsed)}, ETA {'0.0s' if not left else '~' + eta}]"
+        text = meter("", self.done, self.total, self.clock() - self.start,
+                     bar_format="{n_fmt}/{total_fmt} cells" + failed + ", {elapsed}, ETA {remaining}")
+        return f"[{text}]"
 
 
 def _store_result(store, cell, out, progress=None):

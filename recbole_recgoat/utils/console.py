@@ -12,8 +12,9 @@ filter on the terminal handler only, by the config key ``console``:
 The log file is left as RecBole makes it: it keeps everything at the ``state`` level.  The
 helpers below format durations and the ETA of an early-stopped training
 (:func:`training_eta`), time long steps (:class:`Stage`) and show the progress of a step of known
-size with its ETA (:class:`Progress`); both write to stderr only, and nothing when the console of
-the current run is ``quiet`` (as on the ranks other than 0 of a multi-process run).
+size with its ETA (:class:`Progress`, a tqdm bar; :func:`meter` is tqdm's text of a progress,
+which the benchmark's grid lines use too); both write to stderr only, and nothing when the
+console of the current run is ``quiet`` (as on the ranks other than 0 of a multi-process run).
 """
 
 import logging
@@ -158,13 +159,27 @@ class Stage:
         return False
 
 
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}, ETA {remaining}]"
+LINE_FORMAT = "{desc}: {percentage:.0f}% {n_fmt}/{total_fmt} [{elapsed}, ETA {remaining}]"
+
+
+def meter(what, done, total, elapsed, bar_format=LINE_FORMAT, unit="it"):
+    """tqdm's progress text of ``done`` of ``total`` after ``elapsed`` seconds (``remaining``: the
+    rate so far times what is left; ``?`` before the first unit)."""
+    from tqdm import tqdm
+
+    return tqdm.format_meter(int(done), int(total), float(elapsed), prefix=what, bar_format=bar_format, unit=unit)
+
+
 class Progress:
     """Progress of a step of ``total`` units: ``with Progress("kNN graph", n) as p: ... p.update(done)``.
 
-    On a terminal, one line updated at most once a second: ``<what>: 42% 420,000/1,000,000,
-    2m10s, ETA ~3m00s`` (the ETA: the rate so far times what is left).  Off a terminal, that line
-    every :data:`REPORT_EVERY_S` seconds once the step has run so long.  At the end
-    ``<what>: 5m36s`` if it took at least :data:`SLOW_STEP_S`.  Nothing when the console is quiet.
+    On a terminal, a tqdm bar redrawn at most once a second: ``kNN graph:  42%|####  | 420000/1000000
+    [02:10, ETA 03:00]`` (the ETA: the rate so far times what is left), erased when the step ends.
+    Off a terminal, tqdm's text of the same (``kNN graph: 42% 420000/1000000 [02:10, ETA 03:00]``)
+    every :data:`REPORT_EVERY_S` seconds once the step has run so long.  At the end ``<what>:
+    5m36s`` if it took at least :data:`SLOW_STEP_S`.  Nothing when the console is quiet.
+    ``clock``: the time source (tests), for the bar too.
     """
 
     def __init__(self, what, total, stream=None, show=None, clock=time.perf_counter):
@@ -173,41 +188,42 @@ class Progress:
         self.show = (current_mode() != "quiet") if show is None else bool(show)
         self._tty = self.show and bool(getattr(self.stream, "isatty", lambda: False)())
         self.done = 0
+        self.bar = None
 
     def __enter__(self):
         self._start = self._last = self.clock()
-        self._drawn = False
+        if self._tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.what, file=self.stream, mininterval=1.0, miniters=0,
+                            leave=False, bar_format=BAR_FORMAT, dynamic_ncols=True)
+            self.bar._time = self.clock  # tqdm's own clock: the same time source as the rest
+            self.bar.reset(total=self.total)
         return self
 
     def text(self, now):
-        elapsed = now - self._start
-        left = self.total - self.done
-        eta = duration(elapsed / self.done * left) if self.done else "?"
-        pct = 100.0 * self.done / max(self.total, 1)
-        return f"{self.what}: {pct:.0f}% {self.done:,}/{self.total:,}, {duration(elapsed)}, ETA ~{eta}"
+        return meter(self.what, self.done, self.total, now - self._start)
 
     def update(self, done):
         """``done`` units of ``total`` are done."""
-        self.done = int(done)
+        step, self.done = int(done) - self.done, int(done)
         if not self.show:
             return
-        now = self.clock()
-        if self._tty and now - self._last >= 1.0:
-            self.stream.write("\r\033[K" + self.text(now))
-            self._drawn = True
-        elif not self._tty and now - self._start >= REPORT_EVERY_S and now - self._last >= REPORT_EVERY_S:
-            self.stream.write(self.text(now) + "\n")
-        else:
+        if self.bar is not None:
+            self.bar.update(step)
             return
-        self._last = now
-        self.stream.flush()
+        now = self.clock()
+        if now - self._start >= REPORT_EVERY_S and now - self._last >= REPORT_EVERY_S:
+            self.stream.write(self.text(now) + "\n")
+            self._last = now
+            self.stream.flush()
 
     def __exit__(self, exc_type, exc, tb):
         if not self.show:
             return False
+        if self.bar is not None:
+            self.bar.close()  # leave=False: the bar's line is erased
         seconds = self.clock() - self._start
-        if self._drawn:
-            self.stream.write("\r\033[K")
         if exc_type is None and seconds >= SLOW_STEP_S:
             self.stream.write(f"{self.what}: {duration(seconds)}\n")
         self.stream.flush()

@@ -8,6 +8,7 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 
 from recbole_recgoat.benchmark import stats as st
+from recbole_recgoat.benchmark.leaderboard.ranks import average_rank
 from recbole_recgoat.benchmark.store import Store, read_lines
 from recbole_recgoat.errors import InputError
 
@@ -224,20 +225,32 @@ def default_tables(row_names, rows_by_name):
     return tables
 
 
-def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=None, feature_labels=None):
+def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=None, feature_labels=None,
+            expected=None, columns=None):
     """The leaderboard as a json-able dict (see the module docstring); ``feature_labels``:
-    ``{dataset: {modality or "user": description}}`` for the rows' feature-set column."""
+    ``{dataset: {modality or "user": description}}`` for the rows' feature-set column.
+
+    ``expected``: ``{dataset: [row names]}``, the rows the benchmark's configuration puts on each
+    dataset (its models and variants). A row of a table that is expected but has no record yet is
+    listed in the table's ``pending`` (shown as "pending"), and an expected dataset without any
+    record gets its tables of pending rows: a model can be added to the configuration before its
+    cells have run. ``columns``: the metrics of the average rank (default :data:`DEFAULT_COLUMNS`).
+    """
     store = store if isinstance(store, Store) else Store(store)
     records, read_stats = store.records(with_stats=True)
-    if not records:
+    if not records and not expected:
         raise InputError(f"--store {store.root}: no records in {store.records_path}; expected a finished `run`")
     records_by_key = {r["key"]: r for r in records}
     grouped, ignored = select_records(records)
     out = {"store": str(store.root), "records": len(records), "torn_lines": read_stats["torn"],
            "duplicate_records": read_stats["duplicates"], "ignored_settings": ignored,
            "provenance": provenance_of(records), "datasets": OrderedDict()}
-    for dataset in sorted(grouped):
+    expected = {str(d): list(names) for d, names in (expected or {}).items()}
+    for dataset in sorted(set(grouped) | set(expected)):
         if datasets and dataset not in datasets:
+            continue
+        if dataset not in grouped:
+            out["datasets"][dataset] = pending_dataset(dataset, expected[dataset], tables, headline)
             continue
         variants = grouped[dataset]
         all_recs = [r for recs in variants.values() for r in recs]
@@ -258,21 +271,59 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
         table_specs = tables or default_tables(list(rows_by_name), rows_by_name)
         for spec in table_specs:
             names = [n for n in spec["rows"] if n in rows_by_name]
+            pending = [n for n in spec["rows"] if n not in rows_by_name and n in expected.get(dataset, ())]
             if not names:
+                if pending:
+                    ds_out["tables"].append({"title": spec["title"], "sort": spec.get("sort", "score"), "rows": [],
+                                             "pending": pending, "best": {}, "runner_up": {}, "improvement_pct": {},
+                                             "column_tests": {}, "headline": head})
                 continue
             rows = [rows_by_name[n] for n in names]
             sort = spec.get("sort", "score")
             if sort == "score":
                 rows.sort(key=lambda r: -(r["test"][head]["mean"] if r["test"][head]["mean"] is not None else -1e9))
             best, runner, improvement = rank_columns(rows, metrics)
-            table = {"title": spec["title"], "sort": sort, "rows": rows, "best": best, "runner_up": runner,
-                     "improvement_pct": improvement, "headline": head}
+            table = {"title": spec["title"], "sort": sort, "rows": rows, "pending": pending, "best": best,
+                     "runner_up": runner, "improvement_pct": improvement, "headline": head,
+                     "column_tests": column_tests(rows, best, runner, metrics)}
             if head in best and len(rows) > 1:
                 table["seed_tests"] = seed_level_tests(rows, best[head], head)
                 table["per_user_tests"] = {m: per_user_tests(store, rows, records_by_key, best[head], m) for m in pu_metrics}
             ds_out["tables"].append(table)
         ds_out["budget"] = budget_of(store, dataset, rows_by_name, records_by_key)
         out["datasets"][dataset] = ds_out
+    out["average_rank"] = average_rank(out["datasets"], lambda ds: shown_columns(ds, columns))
+    return out
+
+
+def pending_dataset(dataset, names, tables, headline):
+    """A dataset of the configuration without any record yet: its tables, every row pending."""
+    specs = tables or [{"title": "Overall", "rows": list(names)}]
+    ds_tables = []
+    for spec in specs:
+        pending = [n for n in spec["rows"] if n in names]
+        if pending:
+            ds_tables.append({"title": spec["title"], "sort": spec.get("sort", "score"), "rows": [], "pending": pending,
+                              "best": {}, "runner_up": {}, "improvement_pct": {}, "column_tests": {},
+                              "headline": (headline or "recall@20").lower()})
+    return {"stats": None, "stats_consistent": None, "metrics": [], "headline": (headline or "recall@20").lower(),
+            "valid_metric": "recall@20", "protocol": {}, "tables": ds_tables, "budget": []}
+
+
+def column_tests(rows, best, runner, metrics):
+    """Per metric, the paired t-test across seeds of the column's best row against its runner-up
+    (the significance mark of the LaTeX table): ``{metric: {best, runner_up, n, mean_diff, t, p_t}}``."""
+    by = {r["name"]: r for r in rows}
+    out = {}
+    for m in metrics:
+        if m not in runner:
+            continue
+        b, o = by[best[m]], by[runner[m]]
+        bv, ov = dict(zip(b["seeds"], b["test"][m]["values"])), dict(zip(o["seeds"], o["test"][m]["values"]))
+        common = sorted(s for s in set(bv) & set(ov) if bv[s] is not None and ov[s] is not None)
+        t = st.paired_t([bv[s] for s in common], [ov[s] for s in common])
+        out[m] = {"best": best[m], "runner_up": runner[m], "n": len(common), "mean_diff": t["mean_diff"],
+                  "t": t["t"], "p_t": t["p"]}
     return out
 
 
@@ -320,7 +371,10 @@ def protocol_of(records):
     cfg = records[0].get("config") or {}
     keys = ["valid_metric", "stopping_step", "epochs", "eval_step", "eval_args", "benchmark_filename",
             "train_neg_sample_args", "metrics", "topk", "learner", "train_batch_size"]
-    return {k: cfg.get(k) for k in keys if k in cfg}
+    out = {k: cfg.get(k) for k in keys if k in cfg}
+    # records made before the key existed ran RecBole's own masking, the default
+    out["test_mask"] = cfg.get("test_mask") or "train_valid"
+    return out
 
 
 def attach_curves(board, store):

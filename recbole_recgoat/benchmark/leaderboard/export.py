@@ -1,4 +1,7 @@
-"""Writing a leaderboard: ``<name>.md``, ``<name>.csv``, ``<name>.json`` and ``<name>_figures/*.png``."""
+"""Writing a leaderboard: ``<name>.md`` (the overview: average rank, one line per dataset),
+``<name>-<dataset>.md`` (a dataset's results page) and ``<name>-<dataset>.tex`` (its tables in
+LaTeX), ``<name>.csv``, ``<name>.json`` (everything, the full config of every row included) and
+``<name>_figures/*.png``."""
 
 import csv
 import json
@@ -8,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from recbole_recgoat.benchmark.leaderboard.figures import make_figures
-from recbole_recgoat.benchmark.leaderboard.markdown import render_markdown
+from recbole_recgoat.benchmark.leaderboard.latex import render_latex
+from recbole_recgoat.benchmark.leaderboard.markdown import page_name, render_dataset, render_markdown
 
 
 def write(board, out_dir, name="leaderboard", columns=None, title=None, focus=None, command=None, figures=True,
@@ -24,10 +28,18 @@ def write(board, out_dir, name="leaderboard", columns=None, title=None, focus=No
         board["figures"] = {}
     (out_dir / f"{name}.json").write_text(json.dumps(board, indent=1, default=_json_default) + "\n", encoding="utf-8")
     write_csv(board, out_dir / f"{name}.csv")
-    md = render_markdown(board, columns=columns, title=title, focus=focus, command=command, note=note)
+    md = render_markdown(board, columns=columns, title=title, focus=focus, command=command, note=note, name=name)
     (out_dir / f"{name}.md").write_text(md, encoding="utf-8")
-    return {"md": out_dir / f"{name}.md", "csv": out_dir / f"{name}.csv", "json": out_dir / f"{name}.json",
-            "figures": [out_dir / p for p in board["figures"].values()]}
+    pages, tex = {}, {}
+    for dname in board["datasets"]:
+        stem = page_name(name, dname)
+        pages[dname] = out_dir / f"{stem}.md"
+        pages[dname].write_text(render_dataset(board, dname, columns=columns, title=title, focus=focus, command=command,
+                                               name=name), encoding="utf-8")
+        tex[dname] = out_dir / f"{stem}.tex"
+        tex[dname].write_text(render_latex(board, dname, columns=columns, title=title), encoding="utf-8")
+    return {"md": out_dir / f"{name}.md", "pages": pages, "tex": tex, "csv": out_dir / f"{name}.csv",
+            "json": out_dir / f"{name}.json", "figures": [out_dir / p for p in board["figures"].values()]}
 
 
 def _json_default(obj):

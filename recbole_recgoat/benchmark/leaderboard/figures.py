@@ -69,4 +69,23 @@ def make_figures(board, fig_dir, columns=None):
             fig.savefig(path, dpi=110)
             plt.close(fig)
             out[f"{dname}/{table['title']}/valid_curves"] = str(path)
+    ar = board.get("average_rank") or {}
+    models = [m for m in ar.get("models") or [] if m["mean_rank_headline"] is not None]
+    if models:
+        fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.35 * len(models)))
+        names = [m["name"] for m in models][::-1]
+        ax.barh(range(len(models)), [m["mean_rank_headline"] for m in models][::-1], color="tab:blue", alpha=0.85,
+                label=f"{', '.join(pretty(h) for h in ar['headline'])}")
+        ax.scatter([m["mean_rank_all"] for m in models][::-1], range(len(models)), color="tab:red", zorder=3,
+                   label="all shown metrics")
+        ax.set_yticks(range(len(models)))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.set_xlabel(f"average rank over {', '.join(ar['datasets'])} (1 = best)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+        path = fig_dir / "average_rank.png"
+        fig.savefig(path, dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        out["average_rank"] = str(path)
     return out
