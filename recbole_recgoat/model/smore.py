@@ -8,30 +8,34 @@ training bipartite adjacency, ``R_hat = D_u^-1/2 R D_i^-1/2`` its user-item bloc
 ``[n_users, n_items]``, ``F`` / ``F^-1`` the real DFT along the feature axis (``torch.fft.rfft`` /
 ``irfft``, orthonormal scaling, ``d // 2 + 1`` frequencies).
 
-* Spectrum modality fusion (paper Sec. 3.2): projected features ``X_m = f_m W_m + b_m`` ``[n_items, d]``;
-  learnable complex filters ``K_m``, ``K_f`` ``[d // 2 + 1]``::
+* Spectrum-based modality fusion (uni-modal denoising filters, spectral cross-modal fusion):
+  projected features ``X_m = f_m W_m + b_m`` ``[n_items, d]``; learnable complex filters ``K_m``,
+  ``K_f`` ``[d // 2 + 1]``::
 
       X~_m = F^-1( K_m * F(X_m) )                      uni-modal denoising        [n_items, d]
       X~_f = F^-1( K_f * prod_m F(X_m) )               cross-modal fusion         [n_items, d]
 
   (``*`` and ``prod`` element-wise over frequencies; :func:`spectral_fusion`).
-* Item-item views (Sec. 3.3): per modality the kNN graph of the raw features, built once and
-  frozen: the ``knn_k`` most cosine-similar items of every item (itself among them), directed,
-  weighted by the cosine, ``S_m = D^-1/2 W_m D^-1/2`` (``D`` the row sums); the fused graph
+* Multi-modal graph learning, item-item views: per modality the kNN graph of the raw features,
+  built once and frozen: the ``knn_k`` most cosine-similar items of every item (itself among
+  them), directed, weighted by the cosine, ``S_m = D^-1/2 W_m D^-1/2`` (``D`` the row sums); the fused graph
   ``S_f = max_m S_m`` element-wise over the union of the edges. With ``v`` in ``{1..M, f}``::
 
       H_v = S_v^{L_mm} ( E_i * sigmoid(X~_v G_v + c_v) )     [n_items, d]
       V_v = [ R_hat H_v ; H_v ]                               [n_users + n_items, d]
 
-* Behaviour view: ``C = mean_{l=0..L_ui} A_hat^l [E_u; E_i]`` (LightGCN) ``[n_users + n_items, d]``.
-* Modality-aware preference (Sec. 3.4): attention over the feature axis from the fusion view,
+* Multi-modal graph learning, user-item (behavioural) view (LightGCN)::
+
+      C = mean_{l=0..L_ui} A_hat^l [E_u; E_i]                 [n_users + n_items, d]
+
+* Modality-aware preference module: attention over the feature axis from the fusion view,
   preference gates from the behaviour view (dropout ``dropout`` on the gates while training)::
 
       P_v = dropout( sigmoid(C Q_v + q_v) )                                 v in {1..M, f}
       side = mean( [ P_m * softmax(tanh(V_f A_m + a_m) B_m) * V_m ]_m , P_f * V_f )
       [e_u; e_i] = C + side ;  score(u, i) = e_u . e_i
 
-* Loss (Sec. 3.5): ``L = BPR(e_u, e_i+, e_i-) + reg_weight * (||e_u||^2 + ||e_i+||^2 + ||e_i-||^2) / (2 B)
+* Loss: ``L = BPR(e_u, e_i+, e_i-) + reg_weight * (||e_u||^2 + ||e_i+||^2 + ||e_i-||^2) / (2 B)
   + cl_weight * [InfoNCE(side_i+, C_i+) + InfoNCE(side_u, C_u)]`` over the batch's rows, each
   InfoNCE the mean over the ``B`` rows of ``-log softmax_j(cos(a_b, p_j) / tau)[b]`` with the
   batch's own ``B`` positives as candidates (in-batch negatives, a repeated id included).
@@ -54,7 +58,7 @@ Deviations from the reference code:
   trainer) is not applied: the protocol's trainer has none (a constant ``learning_rate``).
 * RecBole's PAD item (id 0) has no item-item edges; the graphs live on the model's device (the
   reference calls ``.cuda()``); the kNN graph is built in blocks (the reference builds the dense
-  ``n_items x n_items`` similarity).
+  ``n_items x n_items`` similarity), so items tied at the k-th cosine may be picked differently.
 No reference behaviour was found to be a defect, so there are no ``smore_*`` switches.
 """
 
