@@ -135,6 +135,23 @@ def weighted_sparse_sum(mats, weights):
     return torch.sparse_coo_tensor(index, values, mats[0].shape, check_invariants=False).coalesce()
 
 
+def sparse_max(mats):
+    """Element-wise maximum of sparse COO ``[N, M]`` matrices over the union of their patterns.
+
+    An entry stored in only some of the matrices takes the largest of the values stored there
+    (absent entries count as ``-inf``, not 0, so a negative stored value survives); coalesced.
+    Memory linear in the stored entries (no dense ``[N, M]``).
+    """
+    mats = [m.coalesce() for m in mats]
+    index = torch.cat([m.indices() for m in mats], dim=1)
+    values = torch.cat([m.values() for m in mats])
+    n_cols = mats[0].shape[1]
+    uniq, inverse = torch.unique(index[0] * n_cols + index[1], return_inverse=True)  # sorted (row, col) keys
+    out = values.new_full((uniq.numel(),), -float("inf")).scatter_reduce(0, inverse, values, "amax", include_self=True)
+    pairs = torch.stack([uniq // n_cols, uniq % n_cols])
+    return torch.sparse_coo_tensor(pairs, out, mats[0].shape, check_invariants=False).coalesce()
+
+
 def sample_without_replacement(weights, n):
     """``n`` distinct indices of ``weights [E]``, drawn successively with probability ``prop. to weights``.
 
