@@ -65,7 +65,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.utils import InputType
 
 from recbole_recgoat.model.abstract import MultiModalRecommender
 from recbole_recgoat.model.freedom import modality_mix_weights
@@ -87,8 +86,6 @@ class DRAGON(MultiModalRecommender):
     ``text_modality``, ``modality_weights``, ``aggr_mode``, ``user_topk``, ``user_aggr``,
     ``dragon_pad_user_neighbours``, ``reg_weight``.
     """
-
-    input_type = InputType.PAIRWISE
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

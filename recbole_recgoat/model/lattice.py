@@ -67,7 +67,6 @@ Deviations from the reference code (each for a reason):
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.utils import InputType
 
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.graph import rows, sparse_from_edges
@@ -110,8 +109,6 @@ class LATTICE(GraphRecommender):
     ``knn_k``, ``lambda_coeff``, ``n_ui_layers``, ``n_mm_layers``, ``cf_model``, ``reg_weight``,
     ``finetune_features``.
     """
-
-    input_type = InputType.PAIRWISE
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -74,7 +74,6 @@ Deviations from the reference code:
 
 import torch
 import torch.nn as nn
-from recbole.utils import InputType
 
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.graph import normalized_graph, rows, sparse_from_edges
@@ -122,8 +121,6 @@ class MGCN(GraphRecommender):
     ``n_mm_layers``, ``knn_k``, ``reg_weight``, ``cl_weight``, ``tau``, ``finetune_features``,
     ``mgcn_softmax_over``.
     """
-
-    input_type = InputType.PAIRWISE
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

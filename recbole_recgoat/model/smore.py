@@ -65,7 +65,6 @@ No reference behaviour was found to be a defect, so there are no ``smore_*`` swi
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import GraphRecommender
@@ -114,8 +113,6 @@ class SMORE(GraphRecommender):
     ``n_ui_layers``, ``n_mm_layers``, ``knn_k``, ``modality_knn_k``, ``reg_weight``, ``cl_weight``,
     ``tau``, ``dropout``, ``finetune_features``.
     """
-
-    input_type = InputType.PAIRWISE
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
