@@ -83,3 +83,15 @@ def test_batched_helpers_equal_the_plain_formulas():
     torch.testing.assert_close(dist[1], 1 - torch.nn.functional.cosine_similarity(table[neg], u).mean())
     w1, w2 = torch.randn(4, 2, generator=gen), torch.randn(4, 3, generator=gen)
     torch.testing.assert_close(batched.side_by_side_products([table, table], [w1, w2]), torch.cat([table @ w1, table @ w2], 1))
+
+
+def test_edge_cosines_in_blocks_equal_the_whole_gather():
+    from recbole_recgoat.model.layers.knn import edge_cosines
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 7, generator=gen)
+    edges = torch.randint(0, 30, (2, 101), generator=gen)
+    xn = torch.nn.functional.normalize(x, dim=1)
+    whole = (xn[edges[0]] * xn[edges[1]]).sum(1)
+    for block in (1, 200, 10**9):  # one edge per block, a few edges, everything at once
+        assert torch.equal(edge_cosines(x, edges, max_block_bytes=block), whole)

@@ -14,7 +14,7 @@ from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.layers.graph import BufferDict, bipartite_norm_adj, rows, training_edges
-from recbole_recgoat.model.layers.knn import cached_knn_graph
+from recbole_recgoat.model.layers.knn import cached_knn_graph, edge_cosines
 from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 
@@ -149,6 +149,13 @@ class MultiModalRecommender(GeneralRecommender):
         self.graph_stats[tag] = dict(stats, edges=int(edge_index.shape[1]))
         getLogger().info(f"kNN graph {tag.strip('-')}: {self.graph_stats[tag]}")
         return edge_index
+
+    def cosine_knn_graph(self, x, k, tag, **kwargs):
+        """The directed cosine kNN graph of the items' rows ``x [n_items, f]`` (the item itself among
+        its ``k``, PAD excluded; cached edge list, :meth:`knn_graph`) weighted by the cosines:
+        ``(edge_index [2, E], cosine [E])`` (MGCN's, SMORE's and LATTICE's raw item graphs)."""
+        edge_index = self.knn_graph(x, k, self.item_valid_mask(), tag=tag, symmetric=False, **kwargs)
+        return edge_index, edge_cosines(x, edge_index)
 
 
 class GraphRecommender(MultiModalRecommender):

@@ -159,11 +159,7 @@ class LATTICE(GraphRecommender):
     def raw_graph(self, modality):
         """``S~_m`` of the raw features: ``(edge_index [2, E], values [E])`` (cached kNN edge list,
         cosine weights, directed, symmetric normalisation by the row sums)."""
-        x = self.item_feats[modality]
-        edge_index = self.knn_graph(x, self.knn_k, self.item_valid_mask(), tag=f"item-{modality}-",
-                                    symmetric=False, include_self=True)
-        xn = F.normalize(x.float(), dim=1)
-        sims = (rows(xn, edge_index[0]) * rows(xn, edge_index[1])).sum(dim=1)
+        edge_index, sims = self.cosine_knn_graph(self.item_feats[modality], self.knn_k, tag=f"item-{modality}-", include_self=True)
         return edge_index, sym_normalize_edges(edge_index, sims, self.n_items)
 
     def feature_table(self, modality):

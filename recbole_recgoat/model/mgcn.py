@@ -156,13 +156,8 @@ class MGCN(GraphRecommender):
     def modality_graph(self, modality):
         """``S_m = D^-1/2 W D^-1/2`` ``[n_items, n_items]`` sparse: directed top-``knn_k`` cosine
         neighbours of the raw features (self included), weighted by the cosine, ``D`` = row sums."""
-        x = self.item_feats[modality]
-        edge_index = self.knn_graph(
-            x, self.knn_k, self.item_valid_mask(), tag=f"mgcn-item-{modality}-", symmetric=False, self_loops=False
-        )
-        xn = nn.functional.normalize(x.float(), dim=1)
-        weights = (rows(xn, edge_index[0]) * rows(xn, edge_index[1])).sum(dim=1)  # [E] cosines
-        return normalized_graph(edge_index, self.n_items, weights)
+        edge_index, cosine = self.cosine_knn_graph(self.item_feats[modality], self.knn_k, tag=f"mgcn-item-{modality}-")
+        return normalized_graph(edge_index, self.n_items, cosine)
 
     def feature_table(self, modality):
         """``[n_items, F_m]``: the fine-tuned table (``finetune_features``) or the frozen features."""

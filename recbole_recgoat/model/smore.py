@@ -64,7 +64,6 @@ No reference behaviour was found to be a defect, so there are no ``smore_*`` swi
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import GraphRecommender
@@ -160,12 +159,7 @@ class SMORE(GraphRecommender):
     def modality_graph(self, modality):
         """``S_m = D^-1/2 W_m D^-1/2``, sparse ``[n_items, n_items]``: the directed cosine kNN graph
         of the raw features (itself among an item's ``k``), weighted by the cosine, ``D`` its row sums."""
-        x = self.item_feats[modality]
-        edge_index = self.knn_graph(
-            x, self.knn_ks[modality], self.item_valid_mask(), tag=f"item-{modality}-", symmetric=False
-        )
-        xn = F.normalize(x.float(), dim=1)
-        cosine = (rows(xn, edge_index[0]) * rows(xn, edge_index[1])).sum(dim=1)  # [E]
+        edge_index, cosine = self.cosine_knn_graph(self.item_feats[modality], self.knn_ks[modality], tag=f"item-{modality}-")
         return normalized_graph(edge_index, self.n_items, cosine)
 
     def user_item_block(self):
