@@ -136,10 +136,40 @@ def _overrides(args, doc):
     return out
 
 
-def _store(args, doc):
-    from recbole_recgoat.benchmark.store import Store
+_STORE_IN_USE = []  # the store this command writes (for the line a Ctrl-C leaves)
 
-    return Store(_pick(args.store, doc, "store", "benchmark_store"))
+
+def _store(args, doc, write=False):
+    """The results store; ``write``: checked up front (a folder this process can create or write)."""
+    from recbole_recgoat.benchmark.store import Store
+    from recbole_recgoat.utils.io import writable_folder_problem
+
+    path = _pick(args.store, doc, "store", "benchmark_store")
+    if write:
+        problem = writable_folder_problem(path)
+        if problem:
+            raise InputError(f"--store {path}: {problem}; expected a folder this process can write")
+        _STORE_IN_USE.append(Store(path))
+    return Store(path)
+
+
+def preflight(cells):
+    """Every check a cell's run makes before loading data (config keys and values, the dataset's
+    folder, the seed's range, ...), once per row x dataset and once per seed, before the first
+    cell trains: a mistake is one line and exit 2, not a failed cell in the store."""
+    from recbole_recgoat.config import Config
+    from recbole_recgoat.config_rules import check_value, value_rules
+
+    seed_rule = value_rules()["protocol"]["seed"]
+    for seed in sorted({c.seed for c in cells}):
+        check_value("seeds", seed, seed_rule)
+    checked = set()
+    for cell in cells:
+        if (cell.entry, cell.dataset) in checked:
+            continue
+        checked.add((cell.entry, cell.dataset))
+        kwargs = cell.run_kwargs("saved")
+        Config(kwargs["model"], kwargs["dataset"], kwargs["config_file_list"], kwargs["config_dict"], kwargs["cmd_args"])
 
 
 def _parallel(args, doc, n_tasks):
@@ -159,7 +189,7 @@ def cmd_run(args, doc):
                                                 parse_seeds)
     from recbole_recgoat.benchmark.tuning import tuned_for
 
-    store = _store(args, doc)
+    store = _store(args, doc, write=not args.dry_run)
     entries = build_entries(_listify(_pick(args.models, doc, "models")), _variants(args, doc))
     datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
     check_keys(entries, datasets[0], overrides=_overrides(args, doc))
@@ -169,6 +199,16 @@ def cmd_run(args, doc):
     tuned = tuned_for(store, entries, datasets) if use_tuned else None
     cells = build_cells(entries, datasets, seeds, _listify(_pick(args.config_files, doc, "config_files")),
                         _overrides(args, doc), tuned)
+    if not args.dry_run:
+        preflight(cells)
+        with store.writer("benchmark run"):
+            return _run_cells(args, doc, store, cells, seeds, entries, datasets)
+    return _run_cells(args, doc, store, cells, seeds, entries, datasets)
+
+
+def _run_cells(args, doc, store, cells, seeds, entries, datasets):
+    from recbole_recgoat.benchmark import runner
+
     finished = store.finished_keys()
     todo = [c for c in cells if c.key not in finished]
     jobs, threads = _parallel(args, doc, len(todo))
@@ -228,7 +268,7 @@ def cmd_tune(args, doc):
     from recbole_recgoat.benchmark import runner
     from recbole_recgoat.benchmark.tuning import check_existing, tune_job
 
-    store = _store(args, doc)
+    store = _store(args, doc, write=True)
     tasks = tune_tasks(args, doc)
     from recbole_recgoat.benchmark.spec import check_keys
 
@@ -250,8 +290,9 @@ def cmd_tune(args, doc):
             return False
         return True
 
-    ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
-                                ray_address=_pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result)
+    with store.writer("benchmark tune"):
+        ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
+                                    ray_address=_pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result)
     for t in tasks:
         tuned = (results.get(t.key) or {}).get("tuned")
         if tuned:
@@ -355,3 +396,12 @@ def main(argv=None):
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if _STORE_IN_USE:
+            store = _STORE_IN_USE[-1]
+            kept = len(store.records()) if store.records_path.exists() else 0
+            print(f"interrupted: the store {store.root} keeps its {kept} finished cell(s); the cell(s) in progress are "
+                  "lost; rerun the same command to resume", file=sys.stderr)
+        else:
+            print("interrupted: nothing was written", file=sys.stderr)
+        return 130

@@ -11,14 +11,16 @@ Dataset yaml keys (``dataset_configs/<dataset>.yaml``):
                          here, after loading (``l2``: unit rows, zero rows such as PAD stay zero);
                          default (``~``) none.  ``dataset.item_feature_norm`` says what each loaded
                          modality got; runs record it (``result["feature_norm"]``).
-``feature_path``         folder of the feature files; default the dataset folder, then the
-                         package's bundled folder for that dataset.
+``feature_path``         folder of the feature files, used as given (a missing folder or file
+                         there is an error); without it the dataset folder, then the package's
+                         bundled folder for that dataset.
 ``load_features``        ``auto`` (multimodal models only), ``true`` or ``false``.
 
 Models read ``dataset.item_features`` (``{modality: FloatTensor [n_items, d_m]}``, internal id
 order, row 0 = PAD = zeros) and ``dataset.user_features`` (``FloatTensor [n_users, d_u]`` or None).
 """
 
+import os
 from collections import OrderedDict
 
 import torch
@@ -56,7 +58,15 @@ class MultiModalDataset(Dataset):
 
     # -- paths -----------------------------------------------------------------------------
     def _search_dirs(self):
-        dirs = [self.config["feature_path"], self.dataset_path, str(BUNDLED_DATA_DIR / self.dataset_name)]
+        """Where feature files are looked for: the user's ``feature_path`` only (never a fallback to
+        the bundled copy), else the dataset folder, then the bundled one."""
+        given = self.config["feature_path"]
+        if given:
+            if not os.path.isdir(given):
+                what = "a file" if os.path.exists(given) else "no such folder"
+                raise InputError(f"feature_path: {given}: {what}; expected the folder holding the feature files")
+            return [str(given)]
+        dirs = [self.dataset_path, str(BUNDLED_DATA_DIR / self.dataset_name)]
         return [d for d in dirs if d]
 
     def _declared_modalities(self):
