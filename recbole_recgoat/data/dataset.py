@@ -23,6 +23,7 @@ order, row 0 = PAD = zeros) and ``dataset.user_features`` (``FloatTensor [n_user
 import os
 from collections import OrderedDict
 
+import numpy as np
 import torch
 from recbole.data.dataset import Dataset
 from recbole.utils import init_seed
@@ -55,6 +56,19 @@ class MultiModalDataset(Dataset):
     def _load_inter_feat(self, token, dataset_path):
         check_inter_files(self.config, token, dataset_path)  # one-line errors instead of RecBole's tracebacks
         super()._load_inter_feat(token, dataset_path)
+        keep = self.config["rm_dup_inter"]
+        if keep and self.benchmark_filename_list:  # RecBole filters nothing of a published split: rm_dup_inter would do nothing
+            import pandas as pd
+
+            bounds = np.cumsum([0] + list(self.file_size_list))
+            parts = [self.inter_feat.iloc[a:b].drop_duplicates(subset=[self.uid_field, self.iid_field], keep=keep)
+                     for a, b in zip(bounds[:-1], bounds[1:])]
+            dropped = len(self.inter_feat) - sum(len(p) for p in parts)
+            if dropped:
+                self.inter_feat = pd.concat(parts, ignore_index=True)
+                self.file_size_list = [len(p) for p in parts]
+                self.load_notes.append(("warning", f"rm_dup_inter: {keep}: dropped {dropped} repeated (user, item) rows "
+                                                   f"within the splits ({', '.join(map(str, self.benchmark_filename_list))})"))
 
     # -- paths -----------------------------------------------------------------------------
     def _search_dirs(self):
