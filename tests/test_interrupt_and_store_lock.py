@@ -27,6 +27,12 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 pytestmark = pytest.mark.process
 
 
+def _default_sigint():
+    """A process started from a background job inherits SIGINT ignored (and Python then keeps it
+    ignored): give the command the default, as a terminal's Ctrl-C finds it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_when(proc, ready, timeout=240):
     """Send SIGINT to ``proc`` once ``ready()`` holds; its (returncode, stdout, stderr)."""
     deadline = time.monotonic() + timeout
@@ -52,9 +58,10 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
     small_lastfm(tmp_path / "data", 20)
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err_file:
-        proc = subprocess.Popen(RUN + ["--model=BPR", "--data_path=data", "--epochs=1000", "--cpu_threads=1"], cwd=tmp_path,
-                                env=ENV, stdout=subprocess.PIPE, stderr=err_file, text=True)
-        returncode, out, _ = _interrupt_when(proc, lambda: "epoch    2/1000" in log.read_text())
+        proc = subprocess.Popen(RUN + ["--model=BPR", "--data_path=data", "--epochs=100000", "--stopping_step=100000",
+                                       "--cpu_threads=1"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=err_file,
+                                text=True, preexec_fn=_default_sigint)
+        returncode, out, _ = _interrupt_when(proc, lambda: "epoch      2/100000" in log.read_text())
     line = _one_interrupted_line(returncode, out, log.read_text())
     assert "rerun" in line and "checkpoint" in line
     assert out == ""  # no result table for a run that did not finish
@@ -63,12 +70,16 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
 def test_ctrl_c_during_a_benchmark_keeps_the_store_and_says_how_to_resume(tmp_path):
     small_lastfm(tmp_path / "data", 20)
     store = tmp_path / "st"
-    proc = subprocess.Popen(BENCH + ["run", "--models", "BPR", "--set", "epochs=1000", "--set", "data_path=data", "--set",
-                                     "cpu_threads=1", "--jobs", "1", "--threads", "1", "--store", str(store)],
-                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    runs_log = store / "runs.log"
-    returncode, out, err = _interrupt_when(
-        proc, lambda: runs_log.exists() and "start" in runs_log.read_text() and time.sleep(3) is None)
+    runs_log, log = store / "runs.log", tmp_path / "stderr.txt"
+    with open(log, "w") as err_file:
+        proc = subprocess.Popen(BENCH + ["run", "--models", "BPR", "--set", "epochs=100000", "--set", "stopping_step=100000",
+                                         "--set", "data_path=data", "--set", "cpu_threads=1", "--jobs", "1", "--threads", "1",
+                                         "--store", str(store)],
+                                cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=err_file, text=True,
+                                preexec_fn=_default_sigint)
+        returncode, out, _ = _interrupt_when(proc, lambda: runs_log.exists() and "start" in runs_log.read_text()
+                                             and "epoch      2/100000" in log.read_text())
+    err = log.read_text()
     line = _one_interrupted_line(returncode, out, err)
     assert str(store) in line and "0 finished cell(s)" in line and "rerun the same command to resume" in line
     assert not (store / "records.jsonl").exists() or not (store / "records.jsonl").read_text().strip()
