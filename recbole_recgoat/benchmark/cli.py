@@ -276,6 +276,10 @@ def cmd_tune(args, doc):
         check_keys([], t.dataset, {t.model: t.space})
     for t in tasks:
         check_existing(t, store)  # refuse before anything runs
+    from recbole_recgoat.config import Config
+
+    for t in tasks:  # the dataset, the overrides' keys and values: before the first trial
+        Config(t.model, t.dataset, t.config_files or None, dict(t.overrides))
     jobs, threads = _parallel(args, doc, len(tasks))
     _say(f"tuning {len(tasks)} model x dataset pairs; store {store.root}; jobs {jobs} x threads {threads}")
     for t in tasks:
@@ -403,5 +407,6 @@ def main(argv=None):
             print(f"interrupted: the store {store.root} keeps its {kept} finished cell(s); the cell(s) in progress are "
                   "lost; rerun the same command to resume", file=sys.stderr)
         else:
-            print("interrupted: nothing was written", file=sys.stderr)
+            print("interrupted: every file already written is complete (written atomically); rerun the same command",
+                  file=sys.stderr)
         return 130
