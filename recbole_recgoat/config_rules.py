@@ -12,7 +12,10 @@ Allowed values are declared once: the protocol's keys and the keys that mean one
 model in ``properties/rules.yaml`` (its header describes a rule), a model's own keys in the ``rules:``
 block of its ``properties/model/<Model>.yaml`` (beside their defaults, so ``dropout`` can mean edge
 pruning in FREEDOM and feature dropout in BM3); checked by :func:`check_values`. ``rules`` is a
-reserved yaml key: it is no config key (:data:`RESERVED_YAML_KEYS`).
+reserved yaml key: it is no config key (:data:`RESERVED_YAML_KEYS`). A mapping-valued key
+(``eval_args``, ``train_neg_sample_args``, ...) is checked key by key (``keys:``, an unknown key
+with the closest known ones) and value by value (``keys:``' sub-rules, or ``values:`` for every
+value), with the nested key named in the message (``eval_args.mode``).
 """
 
 import difflib
@@ -236,7 +239,7 @@ def _suggestion(value, rule):
         return ""
     words = [str(c) for c in rule.get("choices") or []]
     words += re.findall(r"[A-Za-z_]+", rule.get("pattern_words") or "")
-    close = difflib.get_close_matches(value, [w for w in words if w != "or"], n=2, cutoff=0.6)
+    close = difflib.get_close_matches(value, [w for w in words if w not in ("or", value)], n=2, cutoff=0.6)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 

@@ -1,4 +1,4 @@
-"""Every user mistake gets a one-line error and exit status 2, and changes no file (issue #13).
+"""Every user mistake gets a one-line error and exit status 2, and changes no file (issues #13, #26).
 
 Each case runs a real command (``run_recbole.py``, the feature pipeline, the converters, the
 benchmark, a checkpoint re-score) as a process of its own in its own working directory (forked

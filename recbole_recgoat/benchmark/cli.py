@@ -153,25 +153,6 @@ def _store(args, doc, write=False):
     return Store(path)
 
 
-def preflight(cells):
-    """Every check a cell's run makes before loading data (config keys and values, the dataset's
-    folder, the seed's range, ...), once per row x dataset and once per seed, before the first
-    cell trains: a mistake is one line and exit 2, not a failed cell in the store."""
-    from recbole_recgoat.config import Config
-    from recbole_recgoat.config_rules import check_value, value_rules
-
-    seed_rule = value_rules()["protocol"]["seed"]
-    for seed in sorted({c.seed for c in cells}):
-        check_value("seeds", seed, seed_rule)
-    checked = set()
-    for cell in cells:
-        if (cell.entry, cell.dataset) in checked:
-            continue
-        checked.add((cell.entry, cell.dataset))
-        kwargs = cell.run_kwargs("saved")
-        Config(kwargs["model"], kwargs["dataset"], kwargs["config_file_list"], kwargs["config_dict"], kwargs["cmd_args"])
-
-
 def _parallel(args, doc, n_tasks):
     from recbole_recgoat.benchmark.runner import plan_parallelism
 
@@ -184,9 +165,8 @@ def _say(msg):
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args, doc):
-    from recbole_recgoat.benchmark import runner
     from recbole_recgoat.benchmark.spec import (BASE_SEED, DEFAULT_DATASET, build_cells, build_entries, check_keys,
-                                                parse_seeds)
+                                                parse_seeds, preflight)
     from recbole_recgoat.benchmark.tuning import tuned_for
 
     store = _store(args, doc, write=not args.dry_run)
@@ -200,7 +180,7 @@ def cmd_run(args, doc):
     cells = build_cells(entries, datasets, seeds, _listify(_pick(args.config_files, doc, "config_files")),
                         _overrides(args, doc), tuned)
     if not args.dry_run:
-        preflight(cells)
+        preflight(cells)  # every row x dataset and seed checked before the first cell
         with store.writer("benchmark run"):
             return _run_cells(args, doc, store, cells, seeds, entries, datasets)
     return _run_cells(args, doc, store, cells, seeds, entries, datasets)
