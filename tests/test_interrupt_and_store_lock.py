@@ -115,3 +115,32 @@ def test_two_benchmark_runs_on_one_store_train_every_cell_once(tmp_path):
     named = sorted(f"{r['key']}/{os.path.basename(r['checkpoint'])}" for r in records)
     assert left == named  # no orphan checkpoint
     assert not (store / "failures.jsonl").exists()
+
+
+def test_a_second_run_on_a_store_in_use_names_the_running_process_and_trains_nothing(tmp_path):
+    """The second command starts while the first trains (its lock file names it): exit 2, one line
+    naming the first's pid, no line of the second in the store's run log. The first (a cell that
+    would train for hours) is then stopped with Ctrl-C."""
+    small_lastfm(tmp_path / "data", 20)
+    store = tmp_path / "st"
+    command = BENCH + ["run", "--models", "BPR", "--set", "epochs=100000", "--set", "stopping_step=100000",
+                       "--set", "data_path=data", "--set", "cpu_threads=1", "--jobs", "1", "--threads", "1", "--store", str(store)]
+    first = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             preexec_fn=_default_sigint)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((store / "runs.log").exists() and "start " in (store / "runs.log").read_text()):
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never started a cell"
+            time.sleep(0.1)
+        second = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+        assert first.poll() is None  # still training
+    finally:
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=120) == 130
+    assert second.returncode == 2, second.stderr[-3000:]
+    errors = [ln for ln in second.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and f"in use by pid {first.pid} " in errors[0], second.stderr[-3000:]
+    assert "Traceback" not in second.stderr
+    log = (store / "runs.log").read_text().splitlines()
+    assert [ln.split()[0] for ln in log] == ["start"]
+    assert {p for ln in log for p in ln.split() if p.startswith("pid=")} == {f"pid={first.pid}"}  # the second wrote nothing
