@@ -25,7 +25,7 @@ def build_parser():
         description="Train and evaluate a model (plugin or RecBole) under the project's protocol. "
         "Any other --key=value overrides a config key.",
     )
-    parser.add_argument("--model", "-m", default="RecGOAT", help="model name (default RecGOAT)")
+    parser.add_argument("--model", "-m", default=None, help="model name (default RecGOAT)")
     parser.add_argument("--dataset", "-d", default=None, help="dataset name (default: the bundled lastfm-2k)")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files")
     parser.add_argument("--nproc", type=int, default=1, help="processes on this machine (data-parallel)")
@@ -88,6 +88,14 @@ def format_test_table(result):
     return "\n".join(lines + [f"{n:<{width}}  {v:>8.4f}" for n, v in test.items()])
 
 
+def interrupted_line(args):
+    """The one line a Ctrl-C leaves: what was kept and how to go on."""
+    if args.checkpoint:
+        return "interrupted: nothing was written; rerun the same command to re-score the checkpoint"
+    return ("interrupted: no result; kept the log (log/) and the best checkpoint so far (saved/ or checkpoint_dir, "
+            "if an epoch finished); rerun the same command to train again")
+
+
 def main(argv=None):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -105,13 +113,13 @@ def main(argv=None):
                                  f"or --key=value (got {', '.join(['--config_files'] * bool(config_files) + list(cmd_args))})")
             from recbole_recgoat.quick_start import evaluate_checkpoint
 
-            result = evaluate_checkpoint(args.checkpoint)
+            result = evaluate_checkpoint(args.checkpoint, args.model, args.dataset)
             print(format_test_table(result))
             return 0
         from recbole_recgoat.quick_start import run_any
 
         result = run_any(
-            model=args.model,
+            model=args.model or "RecGOAT",
             dataset=args.dataset,
             config_file_list=config_files,
             cmd_args=cmd_args,
@@ -124,6 +132,9 @@ def main(argv=None):
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_line(args), file=sys.stderr)
+        return 130
     if result is None:  # a non-zero rank of a multi-machine run
         return 0
     if not (args.quiet and args.result_json):

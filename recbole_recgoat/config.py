@@ -130,6 +130,23 @@ class Config(RecBoleConfig):
         cfg["show_progress"] = progress_setting(cfg.get("show_progress"))
         if str(cfg["load_features"]).lower() == "auto":
             cfg["load_features"] = bool(getattr(self.model_class, "uses_features", False))
+        self._check_switches(cfg)
+
+    def _check_switches(self, cfg):
+        """A switch the user turned on that cannot take effect is an error, never ignored: the user
+        branch (``use_user_features`` / ``use_user_graph``) on a dataset without user features, or
+        without features loaded.  Checked for what a person types (command line, ``--config_files``);
+        a ``config_dict`` (a tuning grid, a checkpoint's stored config) may carry the model's default."""
+        typed = {**(getattr(self, "file_config_dict", None) or {}), **(getattr(self, "cmd_config_dict", None) or {})}
+        for key in ("use_user_features", "use_user_graph"):
+            if typed.get(key) is not True:
+                continue
+            if not cfg.get("user_feature_file"):
+                raise InputError(f"{key}: True, but {self.dataset} has no user features (user_feature_file is not set); "
+                                 f"expected {key}=False, or a user_feature_file in the dataset yaml")
+            if not cfg.get("load_features"):
+                raise InputError(f"{key}: True, but load_features is False (no features are loaded); "
+                                 f"expected load_features: auto or True")
 
     def _check_external_input(self):
         """Unknown keys (unless ``allow_unknown_keys``), then every value against

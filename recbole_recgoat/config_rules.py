@@ -12,11 +12,15 @@ Allowed values are declared once: the protocol's keys and the keys that mean one
 model in ``properties/rules.yaml`` (its header describes a rule), a model's own keys in the ``rules:``
 block of its ``properties/model/<Model>.yaml`` (beside their defaults, so ``dropout`` can mean edge
 pruning in FREEDOM and feature dropout in BM3); checked by :func:`check_values`. ``rules`` is a
-reserved yaml key: it is no config key (:data:`RESERVED_YAML_KEYS`).
+reserved yaml key: it is no config key (:data:`RESERVED_YAML_KEYS`). A mapping-valued key
+(``eval_args``, ``train_neg_sample_args``, ...) is checked key by key (``keys:``, an unknown key
+with the closest known ones) and value by value (``keys:``' sub-rules, or ``values:`` for every
+value), with the nested key named in the message (``eval_args.mode``).
 """
 
 import difflib
 import os
+import re
 from functools import lru_cache
 
 import yaml
@@ -176,7 +180,13 @@ def describe_rule(rule):
     """``rule`` in words: ``an integer >= 1 or auto``, ``True, False or auto``."""
     types = rule.get("type")
     types = [types] if isinstance(types, str) else list(types or [])
-    if rule.get("choices") is not None:
+    if rule.get("pattern_words") and rule.get("keys"):
+        parts = [f"{rule['pattern_words']} or a mapping with keys {', '.join(rule['keys'])}"]
+    elif rule.get("pattern_words"):
+        parts = [rule["pattern_words"]]
+    elif rule.get("keys") and types == ["dict"]:
+        parts = [f"a mapping with keys {', '.join(rule['keys'])}"]
+    elif rule.get("choices") is not None:
         parts = ["one of " + ", ".join(str(c) for c in rule["choices"])]
     elif types == ["bool"]:
         parts = ["True", "False"]
@@ -187,6 +197,10 @@ def describe_rule(rule):
             text += " " + " and ".join(bounds)
         if rule.get("items"):
             text += f" (each element {describe_rule(rule['items'])})"
+        if rule.get("unique"):
+            text += ", no element twice"
+        if rule.get("values"):
+            text += f" (each value {describe_rule(rule['values'])})"
         parts = [text]
     parts += [str(a) for a in rule.get("also") or []] + (["~"] if rule.get("nullable") else [])
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
@@ -209,13 +223,52 @@ def value_ok(value, rule):
             return False
         if ("gt" in rule and value <= rule["gt"]) or ("lt" in rule and value >= rule["lt"]):
             return False
+    if rule.get("pattern") and isinstance(value, str) and not re.fullmatch(rule["pattern"], value):
+        return False
     if rule.get("items") and isinstance(value, (list, tuple)):
-        return all(value_ok(v, rule["items"]) for v in value)
+        if not all(value_ok(v, rule["items"]) for v in value):
+            return False
+    if rule.get("unique") and isinstance(value, (list, tuple)) and len(set(map(repr, value))) != len(value):
+        return False
     return True
 
 
+def _suggestion(value, rule):
+    """`` (did you mean full?)`` for a string close to one of the rule's choices or spelt values."""
+    if not isinstance(value, str):
+        return ""
+    words = [str(c) for c in rule.get("choices") or []]
+    words += re.findall(r"[A-Za-z_]+", rule.get("pattern_words") or "")
+    close = difflib.get_close_matches(value, [w for w in words if w not in ("or", value)], n=2, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def check_value(name, value, rule):
+    """Raise a one-line error naming ``name`` (``eval_args.mode`` for a nested key) when ``value``
+    breaks ``rule``; a mapping is then checked key by key (``keys``: an unknown key is an error with
+    the closest known ones) and value by value (``keys``' sub-rules, or ``values`` for every value)."""
+    if not value_ok(value, rule):
+        if isinstance(value, (list, tuple)) and rule.get("unique") and len(set(map(repr, value))) != len(value):
+            twice = next(v for i, v in enumerate(value) if repr(v) in map(repr, value[:i]))
+            raise InputError(f"{name}: {twice!r} given twice in {value!r}; expected {describe_rule(rule)}")
+        raise InputError(f"{name}: got {value!r}{_suggestion(value, rule)}; expected {describe_rule(rule)}")
+    if not isinstance(value, dict):
+        return
+    subrules = rule.get("keys")
+    for key, sub in value.items():
+        if subrules is not None:
+            if key not in subrules:
+                close = difflib.get_close_matches(str(key), [str(k) for k in subrules], n=3, cutoff=0.5)
+                hint = f"did you mean {', '.join(close)}?" if close else "no known key is close"
+                raise InputError(f"{name}: unknown key '{key}' ({hint}); expected keys among {', '.join(map(str, subrules))}")
+            check_value(f"{name}.{key}", sub, subrules[key])
+        elif rule.get("values"):
+            check_value(f"{name}.{key}", sub, rule["values"])
+
+
 def check_values(config_dict, model, plugin_model):
-    """Raise for the first key of ``config_dict`` whose value breaks its rule (:func:`rules_for`)."""
+    """Raise for the first key of ``config_dict`` whose value breaks its rule (:func:`rules_for`);
+    a mapping's keys and values are checked too (:func:`check_value`)."""
     for key, rule in rules_for(model, plugin_model).items():
-        if key in config_dict and not value_ok(config_dict[key], rule):
-            raise InputError(f"{key}: got {config_dict[key]!r}; expected {describe_rule(rule)}")
+        if key in config_dict:
+            check_value(key, config_dict[key], rule)

@@ -28,6 +28,7 @@ from recbole_recgoat.trainer import get_trainer, read_checkpoint
 from recbole_recgoat.utils.allocator import reuse_freed_memory, wants_reuse
 from recbole_recgoat.utils.console import TERMINAL, Stage, route_terminal
 from recbole_recgoat.utils.environment import versions
+from recbole_recgoat.utils.io import writable_folder_problem
 
 
 def init_logger(config):
@@ -87,6 +88,10 @@ def resolve_eval_batch_size(config, dataset):
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None, log=True):
     """Config, dataset and dataloaders for a run; returns ``(config, dataset, train, valid, test, logfile)``."""
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    for key, folder in (("checkpoint_dir", config["checkpoint_dir"]), ("log folder", os.path.join("log", config["model"]))):
+        problem = writable_folder_problem(folder) if log or key == "checkpoint_dir" else None
+        if problem:  # before anything loads or is written: not a PermissionError after training
+            raise InputError(f"{key}: {folder}: {problem}; expected a folder this process can write")
     threads.apply_thread_count(config["cpu_threads"])
     join_process_group(config)  # a rank of a multi-process run: before any dataloader exists
     init_seed(config["seed"], config["reproducibility"])
@@ -284,7 +289,7 @@ def _jsonable(value):
     return str(value)
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file, model=None, dataset=None):
     """Rebuild config, data and model from a checkpoint written by :func:`run`.
 
     A missing, truncated or foreign file is a one-line :class:`~recbole_recgoat.errors.InputError`
@@ -296,6 +301,14 @@ def load_data_and_model(model_file):
     """
     checkpoint = read_checkpoint(model_file)
     saved = checkpoint["config"]
+    stored_class = checkpoint.get("model_class")
+    if stored_class is not None and stored_class != saved["model"]:
+        raise InputError(f"{model_file}: its config names {saved['model']} but its parameters are {stored_class}'s; "
+                         "expected a checkpoint as a run wrote it")
+    for flag, given, stored in (("--model", model, saved["model"]), ("--dataset", dataset, saved["dataset"])):
+        if given is not None and str(given) != str(stored):
+            raise InputError(f"{flag}={given}: the checkpoint {model_file} is {saved['model']} on {saved['dataset']}; "
+                             f"expected {flag}={stored} or no {flag} (a re-score uses the checkpoint's own config)")
     config_dict = {k: v for k, v in saved.final_config_dict.items() if k not in _DERIVED_KEYS}
     config_dict["data_path"] = os.path.dirname(os.path.normpath(saved["data_path"]))
     neg = config_dict.get("train_neg_sample_args")
@@ -316,10 +329,11 @@ def load_data_and_model(model_file):
     return config, model, ds, train_data, valid_data, test_data
 
 
-def evaluate_checkpoint(model_file):
+def evaluate_checkpoint(model_file, model=None, dataset=None):
     """Re-score the test split with the parameters of a checkpoint (no training): ``{'model',
-    'dataset', 'seed', 'checkpoint', 'test_result'}``."""
-    config, model, ds, _, _, test_data = load_data_and_model(model_file)
+    'dataset', 'seed', 'checkpoint', 'test_result'}``. ``model`` / ``dataset`` given (the command
+    line's ``--model`` / ``--dataset``) must be the checkpoint's."""
+    config, model, ds, _, _, test_data = load_data_and_model(model_file, model, dataset)
     trainer = get_trainer(config.model_class)(config, model)
     result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     return {"model": config["model"], "dataset": config["dataset"], "seed": config["seed"],

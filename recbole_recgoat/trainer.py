@@ -274,6 +274,21 @@ class PluginTrainerMixin:
         self.logger.info(f"Loading model structure and parameters from {path}")
         return checkpoint
 
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """RecBole's checkpoint (config, epoch, step, best score, parameters, optimizer) plus
+        ``model_class``, the class the parameters belong to: a re-score refuses a checkpoint whose
+        stored config names another model (:func:`recbole_recgoat.quick_start.load_data_and_model`)."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        torch.save({
+            "config": self.config, "epoch": epoch, "cur_step": self.cur_step, "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.state_dict(), "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(), "model_class": type(self.model).__name__,
+        }, path, pickle_protocol=4)
+        if verbose:
+            self.logger.info(f"Saving current: {path}")
+
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
             self.load_model_file(model_file)

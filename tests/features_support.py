@@ -173,8 +173,8 @@ def read_inter(path):
 def small_lastfm(root, n_users=20, mutate_eval=False):
     """A ``<root>/lastfm-2k/`` with the bundled files restricted to users 0..n_users-1.
 
-    ``mutate_eval`` changes the validation and test rows (other items, extra rows) and leaves the
-    training file untouched.
+    ``mutate_eval`` changes the validation and test rows (other items, extra rows; each (user, item)
+    pair still once per split) and leaves the training file untouched.
     """
     out = Path(root) / "lastfm-2k"
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,8 @@ def small_lastfm(root, n_users=20, mutate_eval=False):
                 u, i, r = ln.split("\t")
                 changed.append(f"{u}\t{(int(i) + 7) % 1425}\t{r}")
             extra = [f"{u}\t{(u * 31 + 5) % 1425}\t1" for u in range(n_users)]
-            keep = changed + extra
+            pairs = {tuple(ln.split("\t")[:2]) for ln in changed}  # a pair once per split (the loader refuses repeats)
+            keep = changed + [ln for ln in extra if tuple(ln.split("\t")[:2]) not in pairs]
         (out / f"lastfm-2k.{split}.inter").write_text("\n".join([lines[0]] + keep) + "\n", encoding="utf-8")
     return out
 

@@ -1,4 +1,4 @@
-"""Every user mistake gets a one-line error and exit status 2, and changes no file (issue #13).
+"""Every user mistake gets a one-line error and exit status 2, and changes no file (issues #13, #26).
 
 Each case runs a real command (``run_recbole.py``, the feature pipeline, the converters, the
 benchmark, a checkpoint re-score) as a process of its own in its own working directory (forked
@@ -109,6 +109,83 @@ def existing_other_dataset(ws):
     (ws / "out" / "d.train.inter").write_text("user_id:token\titem_id:token\n9\t9\n", encoding="utf-8")
 
 
+def features_folder(kind):
+    """``feats/`` given as --feature_path: missing, empty, or with ``text_feat.npy`` a folder."""
+    def setup(ws):
+        data(ws)
+        if kind == "empty":
+            (ws / "feats").mkdir()
+        elif kind == "npy-is-folder":
+            (ws / "feats" / "text_feat.npy").mkdir(parents=True)
+        elif kind == "file":
+            (ws / "feats").write_text("not a folder\n", encoding="utf-8")
+    return setup
+
+
+def split_alias(kind):
+    """The slice's splits aliased or repeated: ``test -> valid`` symlink, a copy, doubled rows."""
+    def setup(ws):
+        data(ws)
+        path = ws / INTER.format("test")
+        valid = ws / INTER.format("valid")
+        if kind == "symlink":
+            path.unlink()
+            path.symlink_to(valid.name)
+        elif kind == "copy":
+            path.write_bytes(valid.read_bytes())
+        elif kind == "valid-is-train":
+            valid.write_bytes((ws / INTER.format("train")).read_bytes())
+        elif kind == "train-doubled":
+            train = ws / INTER.format("train")
+            lines = train.read_text(encoding="utf-8").splitlines()
+            train.write_text("\n".join(lines + lines[1:]) + "\n", encoding="utf-8")
+        elif kind == "valid-one-repeat":
+            lines = valid.read_text(encoding="utf-8").splitlines()
+            valid.write_text("\n".join(lines + [lines[1]]) + "\n", encoding="utf-8")
+    return setup
+
+
+def edited_checkpoint(ws):
+    """The real BPR checkpoint with its stored config edited to name LightGCN (same parameter names)."""
+    import torch
+
+    data(ws)
+    checkpoint = torch.load(REAL_CHECKPOINT, map_location="cpu", weights_only=False)
+    checkpoint["config"]["model"] = "LightGCN"
+    torch.save(checkpoint, ws / "edited.pth")
+
+
+def real_checkpoint(ws):
+    data(ws)
+    (ws / "bpr.pth").write_bytes(REAL_CHECKPOINT.read_bytes())
+
+
+def a_file(rel):
+    def setup(ws):
+        data(ws)
+        (ws / rel).write_text("a file, not a folder\n", encoding="utf-8")
+    return setup
+
+
+HELD = []  # (fd,) of store locks held by this test process while the cases run
+
+
+def store_in_use(ws):
+    """A store whose writer lock is held (by this process, as a running benchmark would hold it)."""
+    import fcntl
+
+    (ws / "st").mkdir()
+    fd = os.open(str(ws / "st" / ".writer"), os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, b"pid 4242 on somehost (benchmark run, since 2026-01-01T00:00:00)\n")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    HELD.append(fd)
+
+
+def existing_out(ws):
+    data(ws)
+    np.save(ws / "u.npy", np.ones((3, 4), dtype=np.float32))
+
+
 def nothing(ws):
     pass
 
@@ -163,6 +240,101 @@ CASES = [
     ("benchmark-misspelt-variant", write("b.yaml", "models: [BPR]\nvariants:\n  G-noCL: {model: RecGOAT, lamda_cl: 0.0}\n"),
      BENCH + ["run", "--config", "b.yaml", "--store", "st"], ["lamda_cl", "lambda_cl"]),
     ("benchmark-unknown-yaml-key", write("b.yaml", "models: [BPR]\nseed: 3\n"), BENCH + ["run", "--config", "b.yaml"], ["b.yaml", "seed"]),
+    # -- issue 26 ---------------------------------------------------------------------------------
+    # paths are used as given: never a fallback to the bundled copy
+    ("feature-path-missing", data, RUN + ["--model=VBPR", "--modalities=['text']", "--feature_path=nosuchdir"] + D,
+     ["feature_path", "nosuchdir"]),
+    ("feature-path-empty", features_folder("empty"), RUN + ["--model=VBPR", "--modalities=['text']", "--feature_path=feats"] + D,
+     ["feats/text_feat.npy", "not found"]),
+    ("feature-file-is-a-folder", features_folder("npy-is-folder"),
+     RUN + ["--model=VBPR", "--modalities=['text']", "--feature_path=feats"] + D, ["feats/text_feat.npy", "is a folder"]),
+    ("feature-path-is-a-file", features_folder("file"), RUN + ["--model=VBPR", "--modalities=['text']", "--feature_path=feats"] + D,
+     ["feature_path", "feats", "a file"]),
+    ("checkpoint-dir-under-a-file", a_file("afile"), RUN + ["--model=BPR", "--checkpoint_dir=afile/ck"] + D,
+     ["checkpoint_dir", "afile/ck", "is a file"]),
+    ("checkpoint-dir-is-a-file", a_file("afile"), RUN + ["--model=BPR", "--checkpoint_dir=afile"] + D,
+     ["checkpoint_dir", "afile", "is a file"]),
+    # split sanity
+    ("test-split-symlink-to-valid", split_alias("symlink"), RUN + ["--model=BPR"] + D,
+     ["lastfm-2k.test.inter", "the same file as", "lastfm-2k.valid.inter"]),
+    ("test-split-copy-of-valid", split_alias("copy"), RUN + ["--model=BPR"] + D,
+     ["lastfm-2k.test.inter", "identical to", "lastfm-2k.valid.inter"]),
+    ("valid-split-copy-of-train", split_alias("valid-is-train"), RUN + ["--model=BPR"] + D,
+     ["lastfm-2k.valid.inter", "identical to", "lastfm-2k.train.inter"]),
+    ("train-split-rows-doubled", split_alias("train-doubled"), RUN + ["--model=BPR"] + D,
+     ["lastfm-2k.train.inter", "duplicated (user_id, item_id)", "rm_dup_inter"]),
+    ("valid-split-one-repeated-row", split_alias("valid-one-repeat"), RUN + ["--model=BPR"] + D,
+     ["lastfm-2k.valid.inter", "1 duplicated", "lines 2 and", "rm_dup_inter"]),
+    # switches that cannot take effect
+    ("user-features-without-user-data", nothing, RUN + ["--model=RecGOAT", "--dataset=ml-100k", "--use_user_features=True", "--epochs=1"],
+     ["use_user_features", "ml-100k", "user_feature_file"]),
+    ("user-graph-without-user-data", nothing, RUN + ["--model=RecGOAT", "--dataset=ml-100k", "--use_user_graph=True", "--epochs=1"],
+     ["use_user_graph", "ml-100k"]),
+    ("user-features-in-config-file", write("u.yaml", "use_user_features: True\n"),
+     RUN + ["--model=RecGOAT", "--dataset=ml-100k", "--config_files=u.yaml"], ["use_user_features", "ml-100k"]),
+    ("checkpoint-with-other-model", real_checkpoint, RUN + ["--checkpoint=bpr.pth", "--model=RecGOAT"], ["--model=RecGOAT", "BPR"]),
+    ("checkpoint-with-other-dataset", real_checkpoint, RUN + ["--checkpoint=bpr.pth", "--dataset=ml-100k"],
+     ["--dataset=ml-100k", "lastfm-2k"]),
+    ("checkpoint-config-edited", edited_checkpoint, RUN + ["--checkpoint=edited.pth"], ["edited.pth", "LightGCN", "BPR"]),
+    # values: seeds in RecBole's range, nested settings key by key and value by value
+    ("seed-negative", nothing, RUN + ["--model=BPR", "--seed=-1", "--epochs=1"], ["seed", "-1", ">= 0"]),
+    ("seed-too-large", nothing, RUN + ["--model=BPR", "--seed=4294967296", "--epochs=1"], ["seed", "4294967296"]),
+    ("seed-not-an-integer", nothing, RUN + ["--model=BPR", "--seed=1.5", "--epochs=1"], ["seed", "1.5"]),
+    ("eval-args-mode-typo", nothing, RUN + ["--model=BPR", "--eval_args={'mode': 'ful'}", "--epochs=1"],
+     ["eval_args.mode", "ful", "did you mean full"]),
+    ("eval-args-mode-typo-in-yaml", write("e.yaml", "eval_args: {mode: ful}\n"), RUN + ["--model=BPR", "--config_files=e.yaml"],
+     ["eval_args.mode", "ful"]),
+    ("eval-args-unknown-key", nothing, RUN + ["--model=BPR", "--eval_args={'moda': 'full'}", "--epochs=1"],
+     ["eval_args", "moda", "did you mean mode"]),
+    ("eval-args-bad-order", nothing, RUN + ["--model=BPR", "--eval_args={'order': 'random'}", "--epochs=1"],
+     ["eval_args.order", "random", "RO, TO"]),
+    ("eval-args-bad-group-by", nothing, RUN + ["--model=BPR", "--eval_args={'group_by': 'item'}", "--epochs=1"],
+     ["eval_args.group_by", "item"]),
+    ("eval-args-unknown-split", nothing, RUN + ["--model=BPR", "--eval_args={'split': {'XS': [0.8, 0.1, 0.1]}}", "--epochs=1"],
+     ["eval_args.split", "XS", "RS, LS"]),
+    ("eval-args-mode-valid-typo", nothing, RUN + ["--model=BPR", "--eval_args={'mode': {'valid': 'uni'}}", "--epochs=1"],
+     ["eval_args.mode.valid", "uni"]),
+    ("eval-args-not-a-mapping", nothing, RUN + ["--model=BPR", "--eval_args=full", "--epochs=1"], ["eval_args", "full", "mapping"]),
+    ("neg-sample-unknown-key", write("n.yaml", "train_neg_sample_args: {distribution: uniform, sample_num: 1, bogus_key: 3}\n"),
+     RUN + ["--model=BPR", "--config_files=n.yaml"], ["train_neg_sample_args", "bogus_key"]),
+    ("neg-sample-distribution-typo", nothing,
+     RUN + ["--model=BPR", "--train_neg_sample_args={'distribution': 'uniformm'}", "--epochs=1"],
+     ["train_neg_sample_args.distribution", "uniformm", "did you mean uniform"]),
+    ("neg-sample-num-zero", nothing, RUN + ["--model=BPR", "--train_neg_sample_args={'sample_num': 0}", "--epochs=1"],
+     ["train_neg_sample_args.sample_num", "0"]),
+    ("feature-dims-zero", nothing, RUN + ["--model=VBPR", "--item_feature_dims={'text': 0}", "--epochs=1"],
+     ["item_feature_dims.text", "0"]),
+    ("feature-files-not-a-name", nothing, RUN + ["--model=VBPR", "--item_feature_files={'text': 3}", "--epochs=1"],
+     ["item_feature_files.text", "3"]),
+    ("fusion-init-negative", nothing, RUN + ["--fusion_init={'id': -0.5}", "--epochs=1"], ["fusion_init.id", "-0.5"]),
+    ("load-col-not-a-list", nothing, RUN + ["--model=BPR", "--load_col={'inter': 5}", "--epochs=1"], ["load_col.inter", "5"]),
+    ("modality-twice", nothing, RUN + ["--model=VBPR", "--modalities=['text','text']", "--epochs=1"], ["modalities", "'text' given twice"]),
+    ("modality-twice-in-yaml", write("m.yaml", "modalities: [audio, text, audio]\n"), RUN + ["--model=RecGOAT", "--config_files=m.yaml"],
+     ["modalities", "'audio' given twice"]),
+    # the benchmark checks every model, dataset, seed and the store before the first cell
+    ("benchmark-unknown-dataset", nothing, BENCH + ["run", "--models", "BPR", "--datasets", "nosuch", "--set", "epochs=1", "--store", "st"],
+     ["nosuch"]),
+    ("benchmark-second-dataset-unknown", nothing,
+     BENCH + ["run", "--models", "BPR", "--datasets", "lastfm-2k", "nosuch", "--set", "epochs=1", "--store", "st"], ["nosuch"]),
+    ("benchmark-negative-seed", nothing, BENCH + ["run", "--models", "BPR", "--seed-list", "-1", "--set", "epochs=1", "--store", "st"],
+     ["seeds", "-1"]),
+    ("benchmark-nested-typo", nothing, BENCH + ["run", "--models", "BPR", "--set", "eval_args={'mode': 'ful'}", "--store", "st"],
+     ["eval_args.mode", "ful"]),
+    ("benchmark-variant-modality-twice", write("b.yaml", "models: [BPR]\ndatasets: [ml-100k]\n"
+                                                             "variants:\n  G-dup: {model: VBPR, modalities: [text, text]}\n"),
+     BENCH + ["run", "--config", "b.yaml", "--store", "st"], ["modalities", "twice"]),
+    ("benchmark-store-is-a-file", a_file("st"), BENCH + ["run", "--models", "BPR", "--set", "epochs=1", "--store", "st"],
+     ["--store st", "is a file"]),
+    ("benchmark-store-under-a-file", a_file("st"), BENCH + ["run", "--models", "BPR", "--set", "epochs=1", "--store", "st/inner"],
+     ["--store st/inner", "is a file"]),
+    ("benchmark-tune-store-is-a-file", a_file("st"), BENCH + ["tune", "--models", "BPR", "--store", "st"], ["--store st", "is a file"]),
+    ("benchmark-store-in-use", store_in_use, BENCH + ["run", "--models", "BPR", "--set", "epochs=1", "--store", "st"],
+     ["--store", "in use by pid 4242 on somehost", "one writer"]),
+    # the feature pipeline checks --out before the first request
+    ("features-out-exists-before-requests", existing_out,
+     FEAT + ["user-profiles", "--data-path", "data", "--out", "u.npy", "--backend", "openai",
+             "--base-url", "http://127.0.0.1:{port}/v1", "--llm-model", "m", "--no-progress"],
+     ["u.npy", "exists", "--force"]),
 ]
 REAL_CHECKPOINT = None
 
@@ -193,7 +365,7 @@ def outcomes(tmp_path_factory):
         ws = tmp_path_factory.mktemp(name)
         port = closed_port()
         setup(ws)
-        prepared.append((name, ws, [c.format(port=port) for c in command], port))
+        prepared.append((name, ws, [c.replace("{port}", str(port)) for c in command], port))
 
     zygotes = queue.Queue()
     logs = tmp_path_factory.mktemp("output")
@@ -218,13 +390,15 @@ def outcomes(tmp_path_factory):
         zygotes.put(z1), zygotes.put(z2)
         results = dict(pool.map(run_case, prepared))
     results["bundled changed"] = tree_state(BUNDLED, content=False) != bundled_before
+    while HELD:
+        os.close(HELD.pop())
     return results
 
 
 @pytest.mark.parametrize("name,fragments", [(c[0], c[3]) for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, fragments, outcomes):
     returncode, stdout, stderr, seconds, changed, port = outcomes[name]
-    fragments = [f.format(port=port) for f in fragments]
+    fragments = [f.replace("{port}", str(port)) for f in fragments]
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
     assert returncode == 2, f"{name}: exit {returncode}\n{stderr[-3000:]}"
     assert len(errors) == 1, stderr[-3000:]
@@ -237,8 +411,8 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, fragments, outco
         assert seconds < 60, f"a dead server took {seconds:.1f}s to report"
 
 
-def test_at_least_25_distinct_cases():
-    assert len({c[0] for c in CASES}) == len(CASES) >= 25
+def test_at_least_60_distinct_cases():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 60
     assert len({(tuple(c[2]), tuple(c[3])) for c in CASES}) == len(CASES)
 
 

@@ -36,13 +36,13 @@ class ForbiddenSplit:
 def copy_dataset(dest, corrupt_test=False):
     dest = Path(dest) / "lastfm-2k"
     shutil.copytree(BUNDLED, dest)
-    if corrupt_test:  # permute the item column of the test file: a completely different test split
-        path = dest / "lastfm-2k.test.inter"
+    if corrupt_test:  # relabel the test file's items by a random permutation: a completely different test split
+        path = dest / "lastfm-2k.test.inter"  # (a bijection keeps each (user, item) pair once: the loader refuses repeats)
         header, *rows = path.read_text().splitlines()
         cols = [r.split("\t") for r in rows]
-        items = [c[1] for c in cols]
-        perm = np.random.default_rng(0).permutation(len(items))
-        path.write_text("\n".join([header] + ["\t".join([c[0], items[j], *c[2:]]) for c, j in zip(cols, perm)]) + "\n")
+        distinct = sorted({c[1] for c in cols})
+        relabel = dict(zip(distinct, [distinct[j] for j in np.random.default_rng(0).permutation(len(distinct))]))
+        path.write_text("\n".join([header] + ["\t".join([c[0], relabel[c[1]], *c[2:]]) for c in cols]) + "\n")
     return dest.parent
 
 

@@ -42,10 +42,12 @@ def _copy_lastfm(tmp_path, name="lfm", permute_eval=False):
         items = rng.permutation([r[1] for r in rows])
         k = 0
         for s in ("valid", "test"):
-            out = [lines[s][0]]
+            out, pairs = [lines[s][0]], set()
             for r in lines[s][1:]:
                 u, _, rating = r.split("\t")
-                out.append(f"{u}\t{items[k]}\t{rating}")
+                if (u, items[k]) not in pairs:  # each (user, item) pair once per split: the loader refuses repeats
+                    pairs.add((u, items[k]))
+                    out.append(f"{u}\t{items[k]}\t{rating}")
                 k += 1
             (d / f"{name}.{s}.inter").write_text("\n".join(out) + "\n")
     return {

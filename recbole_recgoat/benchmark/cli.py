@@ -136,10 +136,21 @@ def _overrides(args, doc):
     return out
 
 
-def _store(args, doc):
-    from recbole_recgoat.benchmark.store import Store
+_STORE_IN_USE = []  # the store this command writes (for the line a Ctrl-C leaves)
 
-    return Store(_pick(args.store, doc, "store", "benchmark_store"))
+
+def _store(args, doc, write=False):
+    """The results store; ``write``: checked up front (a folder this process can create or write)."""
+    from recbole_recgoat.benchmark.store import Store
+    from recbole_recgoat.utils.io import writable_folder_problem
+
+    path = _pick(args.store, doc, "store", "benchmark_store")
+    if write:
+        problem = writable_folder_problem(path)
+        if problem:
+            raise InputError(f"--store {path}: {problem}; expected a folder this process can write")
+        _STORE_IN_USE.append(Store(path))
+    return Store(path)
 
 
 def _parallel(args, doc, n_tasks):
@@ -154,12 +165,11 @@ def _say(msg):
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args, doc):
-    from recbole_recgoat.benchmark import runner
     from recbole_recgoat.benchmark.spec import (BASE_SEED, DEFAULT_DATASET, build_cells, build_entries, check_keys,
-                                                parse_seeds)
+                                                parse_seeds, preflight)
     from recbole_recgoat.benchmark.tuning import tuned_for
 
-    store = _store(args, doc)
+    store = _store(args, doc, write=not args.dry_run)
     entries = build_entries(_listify(_pick(args.models, doc, "models")), _variants(args, doc))
     datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
     check_keys(entries, datasets[0], overrides=_overrides(args, doc))
@@ -169,6 +179,16 @@ def cmd_run(args, doc):
     tuned = tuned_for(store, entries, datasets) if use_tuned else None
     cells = build_cells(entries, datasets, seeds, _listify(_pick(args.config_files, doc, "config_files")),
                         _overrides(args, doc), tuned)
+    if not args.dry_run:
+        preflight(cells)  # every row x dataset and seed checked before the first cell
+        with store.writer("benchmark run"):
+            return _run_cells(args, doc, store, cells, seeds, entries, datasets)
+    return _run_cells(args, doc, store, cells, seeds, entries, datasets)
+
+
+def _run_cells(args, doc, store, cells, seeds, entries, datasets):
+    from recbole_recgoat.benchmark import runner
+
     finished = store.finished_keys()
     todo = [c for c in cells if c.key not in finished]
     jobs, threads = _parallel(args, doc, len(todo))
@@ -228,7 +248,7 @@ def cmd_tune(args, doc):
     from recbole_recgoat.benchmark import runner
     from recbole_recgoat.benchmark.tuning import check_existing, tune_job
 
-    store = _store(args, doc)
+    store = _store(args, doc, write=True)
     tasks = tune_tasks(args, doc)
     from recbole_recgoat.benchmark.spec import check_keys
 
@@ -236,6 +256,10 @@ def cmd_tune(args, doc):
         check_keys([], t.dataset, {t.model: t.space})
     for t in tasks:
         check_existing(t, store)  # refuse before anything runs
+    from recbole_recgoat.config import Config
+
+    for t in tasks:  # the dataset, the overrides' keys and values: before the first trial
+        Config(t.model, t.dataset, t.config_files or None, dict(t.overrides))
     jobs, threads = _parallel(args, doc, len(tasks))
     _say(f"tuning {len(tasks)} model x dataset pairs; store {store.root}; jobs {jobs} x threads {threads}")
     for t in tasks:
@@ -250,8 +274,9 @@ def cmd_tune(args, doc):
             return False
         return True
 
-    ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
-                                ray_address=_pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result)
+    with store.writer("benchmark tune"):
+        ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
+                                    ray_address=_pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result)
     for t in tasks:
         tuned = (results.get(t.key) or {}).get("tuned")
         if tuned:
@@ -370,3 +395,13 @@ def main(argv=None):
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if _STORE_IN_USE:
+            store = _STORE_IN_USE[-1]
+            kept = len(store.records()) if store.records_path.exists() else 0
+            print(f"interrupted: the store {store.root} keeps its {kept} finished cell(s); the cell(s) in progress are "
+                  "lost; rerun the same command to resume", file=sys.stderr)
+        else:
+            print("interrupted: every file already written is complete (written atomically); rerun the same command",
+                  file=sys.stderr)
+        return 130

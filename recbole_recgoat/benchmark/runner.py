@@ -151,18 +151,24 @@ def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=worker.init_worker,
                              initargs=(threads, os.getpid(), gpu_queue)) as pool:
         futures = {pool.submit(fn, cell.as_dict(), str(store.root), threads): cell for cell in tasks}
-        for fut in as_completed(futures):
-            cell = futures[fut]
-            try:
-                out = fut.result()
-            except BrokenProcessPool as exc:
-                out = {"error": f"worker process died ({exc.__class__.__name__}: {exc})"}
-            except Exception as exc:  # noqa: BLE001
-                out = {"error": f"{exc.__class__.__name__}: {exc}"}
-            if on_result(cell, out):
-                ok += 1
-            else:
-                failed += 1
+        try:
+            for fut in as_completed(futures):
+                cell = futures[fut]
+                try:
+                    out = fut.result()
+                except BrokenProcessPool as exc:
+                    out = {"error": f"worker process died ({exc.__class__.__name__}: {exc})"}
+                except Exception as exc:  # noqa: BLE001
+                    out = {"error": f"{exc.__class__.__name__}: {exc}"}
+                if on_result(cell, out):
+                    ok += 1
+                else:
+                    failed += 1
+        except KeyboardInterrupt:  # stop the workers now: waiting for their cells would take minutes
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            raise
     return ok, failed
 
 

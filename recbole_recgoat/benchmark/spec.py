@@ -238,3 +238,22 @@ def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tun
                                   dict(overrides or {}), tuning=info,
                                   variant_overrides=dict(entry.overrides)).finalize())
     return cells
+
+
+def preflight(cells):
+    """Every check a cell's run makes before loading data (config keys and values, the dataset's
+    folder, the seed's range, ...), once per row x dataset and once per seed, before the first
+    cell trains: a mistake is one line and exit 2, not a failed cell in the store."""
+    from recbole_recgoat.config import Config
+    from recbole_recgoat.config_rules import check_value, value_rules
+
+    seed_rule = value_rules()["protocol"]["seed"]
+    for seed in sorted({c.seed for c in cells}):
+        check_value("seeds", seed, seed_rule)
+    checked = set()
+    for cell in cells:
+        if (cell.entry, cell.dataset) in checked:
+            continue
+        checked.add((cell.entry, cell.dataset))
+        kwargs = cell.run_kwargs("saved")
+        Config(kwargs["model"], kwargs["dataset"], kwargs["config_file_list"], kwargs["config_dict"], kwargs["cmd_args"])

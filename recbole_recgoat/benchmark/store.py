@@ -30,6 +30,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from recbole_recgoat.errors import InputError
 from recbole_recgoat.utils.io import atomic_write, json_sha256
 
 RECORDS = "records.jsonl"
@@ -217,6 +218,33 @@ class Store:
             return None
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
+
+    @contextmanager
+    def writer(self, command="benchmark"):
+        """Hold the store's one-writer lock (``<store>/.writer``: an flock, with the holder's pid
+        and command in the file) while the block runs; a second writer gets a one-line
+        :class:`InputError` naming the running process instead of training the same cells again.
+        The lock goes with the process (a killed writer leaves no stale lock)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".writer"
+        fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+                raise InputError(f"--store {self.root}: in use by {holder}; expected one writer per store: wait for it "
+                                 "to finish (then rerun to resume), or use another --store") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} ({command}, since "
+                          f"{time.strftime('%Y-%m-%dT%H:%M:%S')})\n".encode("utf-8"), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _lock(self):

@@ -8,6 +8,7 @@ averages; their mean is checked against the reported test metric, see
 """
 
 import os
+import signal
 import socket
 import time
 import traceback
@@ -73,7 +74,10 @@ def run_cell(cell, store_root=None, threads=None):
 
 
 def init_worker(threads, parent_pid, gpu_queue=None):
-    """Process-pool initializer: die with the parent, pin threads (and a GPU when given)."""
+    """Process-pool initializer: die with the parent, pin threads (and a GPU when given). A Ctrl-C
+    reaches the whole process group: the parent alone answers it (it stops the workers), so a
+    worker ignores SIGINT instead of printing a traceback per cell."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
     if gpu_queue is not None:
         try:

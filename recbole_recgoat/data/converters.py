@@ -171,6 +171,10 @@ def main(argv=None):
     except InputError as exc:  # the package's exit codes: 0 done, 2 bad input, 1 internal error
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every file is written atomically: a finished one is whole, the others absent
+        print("interrupted: the files already written are complete, the others are not there; rerun the same command "
+              "to finish (it keeps identical files)", file=sys.stderr)
+        return 130
     for path in paths:
         print(path)
     return 0

@@ -11,16 +11,19 @@ Dataset yaml keys (``dataset_configs/<dataset>.yaml``):
                          here, after loading (``l2``: unit rows, zero rows such as PAD stay zero);
                          default (``~``) none.  ``dataset.item_feature_norm`` says what each loaded
                          modality got; runs record it (``result["feature_norm"]``).
-``feature_path``         folder of the feature files; default the dataset folder, then the
-                         package's bundled folder for that dataset.
+``feature_path``         folder of the feature files, used as given (a missing folder or file
+                         there is an error); without it the dataset folder, then the package's
+                         bundled folder for that dataset.
 ``load_features``        ``auto`` (multimodal models only), ``true`` or ``false``.
 
 Models read ``dataset.item_features`` (``{modality: FloatTensor [n_items, d_m]}``, internal id
 order, row 0 = PAD = zeros) and ``dataset.user_features`` (``FloatTensor [n_users, d_u]`` or None).
 """
 
+import os
 from collections import OrderedDict
 
+import numpy as np
 import torch
 from recbole.data.dataset import Dataset
 from recbole.utils import init_seed
@@ -53,10 +56,31 @@ class MultiModalDataset(Dataset):
     def _load_inter_feat(self, token, dataset_path):
         check_inter_files(self.config, token, dataset_path)  # one-line errors instead of RecBole's tracebacks
         super()._load_inter_feat(token, dataset_path)
+        keep = self.config["rm_dup_inter"]
+        if keep and self.benchmark_filename_list:  # RecBole filters nothing of a published split: rm_dup_inter would do nothing
+            import pandas as pd
+
+            bounds = np.cumsum([0] + list(self.file_size_list))
+            parts = [self.inter_feat.iloc[a:b].drop_duplicates(subset=[self.uid_field, self.iid_field], keep=keep)
+                     for a, b in zip(bounds[:-1], bounds[1:])]
+            dropped = len(self.inter_feat) - sum(len(p) for p in parts)
+            if dropped:
+                self.inter_feat = pd.concat(parts, ignore_index=True)
+                self.file_size_list = [len(p) for p in parts]
+                self.load_notes.append(("warning", f"rm_dup_inter: {keep}: dropped {dropped} repeated (user, item) rows "
+                                                   f"within the splits ({', '.join(map(str, self.benchmark_filename_list))})"))
 
     # -- paths -----------------------------------------------------------------------------
     def _search_dirs(self):
-        dirs = [self.config["feature_path"], self.dataset_path, str(BUNDLED_DATA_DIR / self.dataset_name)]
+        """Where feature files are looked for: the user's ``feature_path`` only (never a fallback to
+        the bundled copy), else the dataset folder, then the bundled one."""
+        given = self.config["feature_path"]
+        if given:
+            if not os.path.isdir(given):
+                what = "a file" if os.path.exists(given) else "no such folder"
+                raise InputError(f"feature_path: {given}: {what}; expected the folder holding the feature files")
+            return [str(given)]
+        dirs = [self.dataset_path, str(BUNDLED_DATA_DIR / self.dataset_name)]
         return [d for d in dirs if d]
 
     def _declared_modalities(self):

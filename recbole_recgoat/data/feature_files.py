@@ -30,6 +30,8 @@ def resolve_feature_path(filename, search_dirs):
     for path in candidates:
         if os.path.isfile(path):
             return path
+        if os.path.isdir(path):
+            raise InputError(f"{path}: is a folder; expected a .npy feature matrix")
     raise InputError(f"{candidates[0]}: file not found (looked in {', '.join(dict.fromkeys(search_dirs))}); expected a .npy feature matrix")
 
 

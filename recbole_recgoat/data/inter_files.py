@@ -6,14 +6,16 @@ with a traceback deep in its pipeline (or, worse, trains on nothing).  :func:`ch
 reads every ``.inter`` file a dataset will load and raises a one-line
 :class:`~recbole_recgoat.errors.InputError` naming the file (and line) for: a missing file, an
 empty or header-only file, a header field that is not ``name:type`` with a RecBole type, a header
-without the fields ``load_col`` asks for, and a row with too few fields, an empty id or a float
-field that is not a number.  Nothing is written.
+without the fields ``load_col`` asks for, a row with too few fields, an empty id or a float
+field that is not a number, a (user, item) pair on two rows of one file (unless ``rm_dup_inter``),
+and two splits that are one file or have identical content.  Nothing is written.
 
 :func:`unseen_summary` counts the validation / test users and items that never occur in training
 (the protocol evaluates them: full ranking gives such users their untrained embeddings, and such
 items stay rankable), so they are counted in the log instead of passing silently.
 """
 
+import hashlib
 import os
 
 import numpy as np
@@ -56,8 +58,11 @@ def _parse_header(path, line, sep):
     return fields
 
 
-def check_inter_file(path, what, wanted, sep="\t", encoding="utf-8"):
-    """Check one atomic ``.inter`` file (see the module docstring); returns its data row count."""
+def check_inter_file(path, what, wanted, sep="\t", encoding="utf-8", pair=None):
+    """Check one atomic ``.inter`` file (see the module docstring); returns its data row count.
+
+    ``pair`` (``(user field, item field)``): a (user, item) pair on two rows is an error naming the
+    count and the first repeat (RecBole's ``rm_dup_inter`` drops them; pass None to allow them)."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file; expected {what} as a RecBole atomic .inter file")
     try:
@@ -74,6 +79,8 @@ def check_inter_file(path, what, wanted, sep="\t", encoding="utf-8"):
             checks = [(w, fields[w][0], fields[w][1]) for w in wanted]
             width = max(p for _, p, _ in checks) + 1
             rows = 0
+            seen, dups, first_dup = {}, 0, None
+            at = (fields[pair[0]][0], fields[pair[1]][0]) if pair and all(p in fields for p in pair) else None
             for lineno, line in enumerate(f, start=2):
                 line = line.rstrip("\r\n")
                 if not line:
@@ -91,11 +98,31 @@ def check_inter_file(path, what, wanted, sep="\t", encoding="utf-8"):
                             float(value)
                         except ValueError:
                             raise InputError(f"{path}: line {lineno}: {name} {value!r} is not a number; expected a float") from None
+                if at is not None:
+                    key = (values[at[0]].strip(), values[at[1]].strip())
+                    if key in seen:
+                        dups += 1
+                        if first_dup is None:
+                            first_dup = (key, seen[key], lineno)
+                    else:
+                        seen[key] = lineno
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not {encoding} text (byte {exc.start}); expected a tab-separated atomic file") from None
     if rows == 0:
         raise InputError(f"{path}: header only, no interactions; expected one interaction per line")
+    if dups:
+        (u, i), line_a, line_b = first_dup
+        raise InputError(f"{path}: {dups} duplicated ({pair[0]}, {pair[1]}) row(s), first {pair[0]} {u} {pair[1]} {i} on lines "
+                         f"{line_a} and {line_b}; expected each pair once (rm_dup_inter: first drops the repeats)")
     return rows
+
+
+def _digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def check_inter_files(config, token, dataset_path):
@@ -105,8 +132,16 @@ def check_inter_files(config, token, dataset_path):
     wanted = _needed_fields(config)
     sep = config["field_separator"] or "\t"
     encoding = config["encoding"] or "utf-8"
+    pair = None if config["rm_dup_inter"] else (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"])
+    seen = {}
     for path, what in inter_file_paths(token, dataset_path, config["benchmark_filename"]):
-        check_inter_file(path, what, wanted, sep, encoding)
+        check_inter_file(path, what, wanted, sep, encoding, pair)
+        key = (os.path.realpath(path), _digest(path))
+        for (real, digest), other in seen.items():
+            if real == key[0] or digest == key[1]:
+                how = "the same file as" if real == key[0] else "identical to"
+                raise InputError(f"{path}: {what} is {how} {other}; expected different interactions in every split")
+        seen[key] = path
 
 
 def unseen_summary(train, splits, uid_field, iid_field):

@@ -99,3 +99,7 @@ def main(argv=None):
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside the requests (loading, encoding): nothing was written
+        print("interrupted: nothing was written (answers received so far stay in the cache); rerun the same command "
+              "to resume", file=sys.stderr)
+        return 130

@@ -185,7 +185,11 @@ def run_user_profiles(opts, command):
     backend = make_backend(opts, recipe)
     identity = backend.identity()
 
-    cache = open_cache(opts.cache or opts.out + ".cache.jsonl", f"{config['dataset']}-{backend.name}.jsonl")
+    cache_path = opts.cache or opts.out + ".cache.jsonl"
+    if os.path.exists(opts.out) and not opts.force and not os.path.exists(cache_path):
+        raise InputError(f"{opts.out}: exists, and no answer is cached ({cache_path} does not exist): every user would be "
+                         "asked before the write is refused; expected a new --out, or --force to replace it")
+    cache = open_cache(cache_path, f"{config['dataset']}-{backend.name}.jsonl")
     try:
         if getattr(cache, "dropped_tail", 0):
             _log(f"user-profiles: dropped a truncated last record ({cache.dropped_tail} bytes) from {cache.path}")
@@ -195,6 +199,9 @@ def run_user_profiles(opts, command):
             rec = cache.get(keys[r.user])
             if r.items and (rec is None or (opts.retry_failures and rec.get("status") != "ok")):
                 todo.append(r)
+        if todo and os.path.exists(opts.out) and not opts.force:  # before the first request, not after all of them
+            raise InputError(f"{opts.out}: exists, and {len(todo)} user(s) are not cached in {cache.path}: they would be "
+                             "asked before the write is refused; expected a new --out, or --force to replace it")
         cached = sum(1 for r in requests if r.items) - len(todo)
         _log(f"user-profiles: {len(requests)} users of {config['dataset']}; {cached} answers cached in {cache.path}; "
              f"asking {len(todo)} via {backend.describe()}")

@@ -91,3 +91,21 @@ def canonical_json(obj):
 def json_sha256(obj):
     """Hex sha256 of :func:`canonical_json` of ``obj``."""
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def writable_folder_problem(path):
+    """Why the folder ``path`` (existing or to be created) could not be written, or None; creates
+    nothing: ``path`` exists as a writable folder, or its nearest existing ancestor is a writable
+    folder (so ``os.makedirs`` would succeed)."""
+    path = os.path.abspath(str(path))
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable" if probe == path else f"cannot create it ({probe} is not writable)"
+    return None
