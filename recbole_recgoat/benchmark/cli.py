@@ -210,7 +210,7 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
 
 def tune_tasks(args, doc):
     from recbole_recgoat.benchmark.spec import DEFAULT_DATASET, build_entries
-    from recbole_recgoat.benchmark.tuning import TuneTask
+    from recbole_recgoat.benchmark.tuning import TuneTask, search_space_for
 
     tdoc = dict(doc.get("tune") or {})
     models = _listify(_pick(args.models, tdoc, "models")) or _listify(doc.get("models")) or []
@@ -230,18 +230,6 @@ def tune_tasks(args, doc):
                                   config_files=_listify(_pick(args.config_files, doc, "config_files")),
                                   overrides=overrides, force=bool(args.force)))
     return tasks
-
-
-def search_space_for(spaces, model, dataset):
-    """The grid of ``model`` on ``dataset``: the benchmark yaml's ``search_space`` entry
-    ``<model>@<dataset>``, else ``<model>``, else ``properties/model/<model>.yaml``'s (each entry is
-    a whole grid, not merged)."""
-    from recbole_recgoat.benchmark.tuning import model_search_space, validate_space
-
-    for name in (f"{model}@{dataset}", model):
-        if name in spaces:
-            return validate_space(spaces[name], f"--config search_space.{name}")
-    return model_search_space(model)
 
 
 def cmd_tune(args, doc):

@@ -64,6 +64,16 @@ def validate_space(space, where="search_space"):
     return out
 
 
+def search_space_for(spaces, model, dataset):
+    """The grid of ``model`` on ``dataset``: the benchmark yaml's ``search_space`` entry
+    ``<model>@<dataset>``, else ``<model>``, else ``properties/model/<model>.yaml``'s (each entry is
+    a whole grid, not merged)."""
+    for name in (f"{model}@{dataset}", model):
+        if name in spaces:
+            return validate_space(spaces[name], f"--config search_space.{name}")
+    return model_search_space(model)
+
+
 def space_size(space):
     n = 1
     for values in space.values():
