@@ -10,6 +10,8 @@ from recbole_recgoat.errors import InputError
 EPILOG = """examples:
   python -m recbole_recgoat.features item-text --dataset ml-100k --out dataset/ml-100k/text_feat.npy
   python -m recbole_recgoat.features user-profiles --dataset lastfm-2k --backend offline --out user_feat.npy
+  python -m recbole_recgoat.features user-profiles --dataset ml-100k-llm --backend import --answers answers.jsonl \
+      --id-column user_id --text-column answer --out user_feat.npy
   python -m recbole_recgoat.features user-profiles --dataset lastfm-2k --backend openai \\
       --base-url http://127.0.0.1:8000/v1 --llm-model Qwen/Qwen2.5-7B-Instruct --concurrency 8 --out user_feat.npy
 exit status: 0 done, 2 bad input, a fatal server answer or a dead server (answers so far stay in the
@@ -40,17 +42,33 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="step", required=True, metavar="{item-text,user-profiles}")
-    p_item = sub.add_parser("item-text", help="embed each item's text (recipe: item_text in the dataset yaml)")
+    p_item = sub.add_parser("item-text", help="embed each item's text (recipe: item_text in the dataset yaml, or --texts FILE)")
     _common(p_item)
+    t = p_item.add_argument_group("texts from a file (instead of the recipe)")
+    t.add_argument("--texts", default=None, metavar="FILE",
+                   help="one text per item from a .csv/.tsv (header row) or .jsonl file; every item of the recipe's file needs exactly "
+                   "one non-empty text, and every id of FILE must be an item (else exit 3, nothing written)")
+    t.add_argument("--id-column", default="item_id", help="column of FILE holding the ORIGINAL item id (default item_id)")
+    t.add_argument("--text-column", default="text", help="column of FILE holding the text (default text)")
+    t.add_argument("--allow-failures", action="store_true", help="write even when items lack a usable text (they get the "
+                   "recipe's text) or FILE has unknown ids (not used); both listed in <out>.meta.json")
 
     p_user = sub.add_parser(
         "user-profiles",
         help="ask an LLM (or the offline metadata summary) about each user's training items and embed the <answer>",
     )
     _common(p_user)
-    p_user.add_argument("--backend", choices=["openai", "offline"], required=True,
+    p_user.add_argument("--backend", choices=["openai", "offline", "import"], required=True,
                         help="openai: any OpenAI-compatible chat server; offline: MetadataSummaryBackend (deterministic "
-                        "summary of item metadata, NOT an LLM)")
+                        "summary of item metadata, NOT an LLM); import: answers produced elsewhere, read from --answers FILE")
+    a = p_user.add_argument_group("import backend")
+    a.add_argument("--answers", default=None, metavar="FILE",
+                   help="one answer per user from a .csv/.tsv (header row) or .jsonl file; a user with no row, several rows "
+                   "or an empty text has no usable answer, an id that is not a user is unknown (exit 3, nothing written)")
+    a.add_argument("--id-column", default="user_id", help="column of FILE holding the ORIGINAL user id (default user_id)")
+    a.add_argument("--text-column", default="text", help="column of FILE holding the answer (default text)")
+    a.add_argument("--answer-tags", action="store_true", help="embed the last <answer>...</answer> block of each text "
+                   "(raw LLM responses; default: the whole text)")
     g = p_user.add_argument_group("openai backend")
     g.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000/v1 (vLLM), :8080/v1 (llama.cpp), :11434/v1 (Ollama)")
     g.add_argument("--llm-model", default=None, help="model name as the server knows it")
@@ -71,7 +89,7 @@ def build_parser():
     c.add_argument("--cache", default=None, help="response cache: a .jsonl file (default <out>.cache.jsonl), a .sqlite/.db file, or a folder")
     c.add_argument("--retry-failures", action="store_true", help="ask again for users whose cached record is a failure")
     c.add_argument("--allow-failures", action="store_true", help="write the .npy even when some users have no usable answer "
-                   "(they get the offline metadata summary; listed in <out>.meta.json)")
+                   "(they get the offline metadata summary) or --answers has unknown ids (not used); listed in <out>.meta.json")
     c.add_argument("--max-items", type=int, default=0, help="keep only a user's last N training items in the prompt (default 0 = all)")
     c.add_argument("--item-chars", type=int, default=0, help="cut each item's text in the prompt to N characters (default 0 = whole)")
     c.add_argument("--seed", type=int, default=None, help="split seed (default: the project's, as the models use)")

@@ -61,9 +61,42 @@ def _encoder_meta(enc):
 
 
 # -- item-text ------------------------------------------------------------------------------------
+def _imported_item_texts(opts, config, table, ids, texts):
+    """Replace the recipe's texts by those of ``--texts FILE``; ``(texts, import meta)`` or an exit status."""
+    from recbole_recgoat.features.imported import TextFile
+
+    src = TextFile.load(opts.texts, opts.id_column, opts.text_column, "--texts")
+    failures, out = [], []
+    for i, recipe_text in zip(ids, texts):
+        text, reason = src.lookup(i)
+        if text is None:
+            failures.append((i, reason))
+        out.append(recipe_text if text is None else text)
+    unknown = src.unknown(ids)
+    _report_problems("item-text", failures, unknown, opts.texts, config, len(ids), "items")
+    if (failures or unknown) and not opts.allow_failures:
+        _log("item-text: nothing written; fix the file and rerun, or --allow-failures to give items without a text "
+             "the recipe's text (item_text in the dataset yaml; listed in the .meta.json)")
+        return EXIT_FAILURES, None
+    if failures or unknown:
+        _log("item-text: --allow-failures: items without a text get the recipe's text, unknown ids are not used "
+             "(both listed in .meta.json)")
+    meta = {"file": opts.texts, "sha256": src.sha256, "rows": src.n_rows, "id_column": src.id_column,
+            "text_column": src.text_column, "imported": len(ids) - len(failures),
+            "recipe_text": [{"item": i, "reason": r} for i, r in failures], "unknown_ids": unknown}
+    return out, meta
+
+
 def run_item_text(opts, command):
     check_out_path(opts.out)
     config, table, ids, texts = item_texts(opts.dataset, opts.data_path, opts.config_files)
+    imported = None
+    if opts.texts:
+        texts, imported = _imported_item_texts(opts, config, table, ids, texts)
+        if imported is None:
+            return texts
+    elif opts.allow_failures:
+        raise InputError("--allow-failures: only used with --texts; expected --texts FILE, or no --allow-failures")
     enc = _encoder(opts)
     _log(f"item-text: {len(ids)} items of {table.path} with {enc.description} on {enc.device}")
     start = time.perf_counter()
@@ -76,6 +109,7 @@ def run_item_text(opts, command):
             "source": {"file": os.path.basename(table.path), "sha256": file_sha256(table.path)},
             "recipe": {"template": table.recipe.template, "replace": table.recipe.replace,
                        "field_replace": table.recipe.field_replace, "missing": table.recipe.missing},
+            **({"texts": imported} if imported is not None else {}),
             "rows": len(ids), "row_ids": "sidecar .ids" if os.path.exists(opts.out + ".ids") else "row r = id r",
             "encoder": _encoder_meta(enc), "seconds": round(seconds, 2), "command": command,
             "versions": versions(_VERSION_PACKAGES), "created": _now(),
@@ -88,6 +122,13 @@ def run_item_text(opts, command):
 def make_backend(opts, recipe):
     if opts.backend == "offline":
         return MetadataSummaryBackend(recipe)
+    if opts.backend == "import":
+        from recbole_recgoat.features.imported import ImportedAnswersBackend, TextFile
+
+        if not opts.answers:
+            raise InputError("--answers: not given; expected the file of answers (.csv, .tsv or .jsonl) for --backend import")
+        return ImportedAnswersBackend(TextFile.load(opts.answers, opts.id_column, opts.text_column, "--answers"),
+                                      extract=opts.answer_tags)
     from recbole_recgoat.features.backends import OpenAIChatBackend
 
     if not opts.base_url:
@@ -142,7 +183,7 @@ def ask_all(backend, todo, keys, cache, concurrency, progress=True):
             if failed:
                 bar.set_postfix(failed=failed, refresh=False)
 
-        if concurrency <= 1 or isinstance(backend, MetadataSummaryBackend):
+        if concurrency <= 1 or isinstance(backend, MetadataSummaryBackend) or getattr(backend, "sequential", False):
             for req in todo:
                 done(req, backend.ask(req))
             return
@@ -163,10 +204,23 @@ def ask_all(backend, todo, keys, cache, concurrency, progress=True):
 def _format_failures(failures, limit=50):
     reasons = {}
     for user, reason in failures:
-        short = reason.split(" (after")[0]
+        short = reason.split(" (after")[0].split(" (row")[0]
         reasons[short] = reasons.get(short, 0) + 1
     users = ", ".join(u for u, _ in failures[:limit]) + (", ..." if len(failures) > limit else "")
     return "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])), users
+
+
+def _report_problems(step, failures, unknown, path, config, total, what):
+    """Log the failure report (and the ids of an imported file that are not in the dataset); True if any."""
+    if unknown:
+        from recbole_recgoat.features.imported import format_unknown
+
+        _log(f"{step}: {len(unknown)} ids of {path} are not {what} of {config['dataset']} (not used): {format_unknown(unknown)}")
+    if failures:
+        reasons, listed = _format_failures(failures)
+        usable = "answer" if what == "users" else "text"
+        _log(f"{step}: {len(failures)} of {total} {what} have no usable {usable} ({reasons}); {what}: {listed}")
+    return bool(failures or unknown)
 
 
 def run_user_profiles(opts, command):
@@ -182,8 +236,18 @@ def run_user_profiles(opts, command):
             raise InputError(f"--show-prompt={opts.show_prompt}: no such user in {config['dataset']}; expected an original user id")
         print(match[0].prompt)
         return 0
+    if opts.backend != "import" and getattr(opts, "answers", None):
+        raise InputError(f"--answers={opts.answers}: only read by --backend import; expected --backend import, or no --answers")
     backend = make_backend(opts, recipe)
     identity = backend.identity()
+    if opts.backend == "import" and not opts.allow_failures:  # the file is all there is: check it before any write
+        failures = [(r.user, "no training interactions (not asked)" if not r.items else backend.texts.lookup(r.user, backend.extract)[1])
+                    for r in requests]
+        failures = [(u, why) for u, why in failures if why]
+        if _report_problems("user-profiles", failures, backend.unknown(users), opts.answers, config, len(users), "users"):
+            _log(f"user-profiles: nothing written; {backend.fix_hint}, or --allow-failures to give users without an answer "
+                 "the offline metadata summary (listed in the .meta.json)")
+            return EXIT_FAILURES
 
     cache_path = opts.cache or opts.out + ".cache.jsonl"
     if os.path.exists(opts.out) and not opts.force and not os.path.exists(cache_path):
@@ -232,15 +296,17 @@ def run_user_profiles(opts, command):
         cache.close()
 
     failures = [(u, outcomes[u].reason or "unknown") for u in users if not outcomes[u].ok]
-    if failures:
-        reasons, listed = _format_failures(failures)
-        _log(f"user-profiles: {len(failures)} of {len(users)} users have no usable answer ({reasons}); users: {listed}")
-        _log(f"user-profiles: their full responses are in {cache.path} (status 'failed')")
+    unknown = backend.unknown(users) if hasattr(backend, "unknown") else []
+    if _report_problems("user-profiles", failures, unknown, opts.answers, config, len(users), "users"):
+        if failures:
+            _log(f"user-profiles: their full responses are in {cache.path} (status 'failed')")
         if not opts.allow_failures:
-            _log("user-profiles: nothing written; rerun with --retry-failures to ask them again, or --allow-failures "
-                 "to give them the offline metadata summary (listed in the .meta.json)")
+            hint = getattr(backend, "fix_hint", "rerun with --retry-failures to ask them again")
+            _log(f"user-profiles: nothing written; {hint}, or --allow-failures to give users without an answer the "
+                 "offline metadata summary (listed in the .meta.json)")
             return EXIT_FAILURES
-        _log("user-profiles: --allow-failures: these users get the offline metadata summary instead (see .meta.json)")
+        _log("user-profiles: --allow-failures: users without an answer get the offline metadata summary instead, "
+             "unknown ids are not used (both listed in .meta.json)")
 
     summary = MetadataSummaryBackend(recipe)
     by_user = {r.user: r for r in requests}
@@ -256,12 +322,15 @@ def run_user_profiles(opts, command):
             "item_source": {"file": os.path.basename(table.path), "sha256": file_sha256(table.path)},
             "row_ids": "sidecar .ids" if os.path.exists(opts.out + ".ids") else "row r = user id r",
             "backend": backend.describe(), "identity": identity,
-            "prompt": f"Table 1 of the RecGOAT supplement (prompt version {PROMPT_VERSION}); training interactions only",
+            "prompt": (f"Table 1 of the RecGOAT supplement (prompt version {PROMPT_VERSION}); training interactions only"
+                       if opts.backend != "import" else "none asked here: answers produced elsewhere, imported (see answers)"),
             "split": {"seed": config["seed"], "benchmark_filename": config["benchmark_filename"], "eval_args": config["eval_args"]},
             "max_items": opts.max_items, "item_chars": opts.item_chars,
             "answered": len(users) - len(failures),
             "failures": [{"user": u, "reason": r} for u, r in failures],
             "failure_rows": "offline metadata summary (--allow-failures)" if failures else None,
+            **({"answers": {"file": opts.answers, "sha256": backend.texts.sha256, "rows": backend.texts.n_rows,
+                            "unknown_ids": unknown}} if opts.backend == "import" else {}),
             "encoder": _encoder_meta(enc), "embed_seconds": round(seconds, 2), "command": command,
             "versions": versions(_VERSION_PACKAGES), "created": _now(),
         }
