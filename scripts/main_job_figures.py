@@ -28,7 +28,7 @@ COMMAND = ["run_recbole.py", "--model=RecGOAT"]
 SENTENCE = re.compile(
     r"ended the run after (?P<epochs>\d+) epochs \(best\s+epoch (?P<best>\d+), test Recall@20 (?P<recall>[\d.]+)\) in "
     r"(?P<minutes>[\d.]+) minutes on this project's 2-core CPU, idle \((?P<epoch_s>[\d.]+) s per\s+epoch, "
-    r"peak memory (?P<mib>\d+) MiB, (?P<threads>\d+) threads?; measured at commit (?P<commit>[0-9a-f]+)\)"
+    r"training epochs add at most (?P<mib>\d+) MiB, (?P<threads>\d+) threads?; measured at commit (?P<commit>[0-9a-f]+)\)"
 )
 
 
@@ -50,7 +50,7 @@ def figures(record):
 def sentence(record):
     f = figures(record)
     return (f"ended the run after {f['epochs']} epochs (best\nepoch {f['best']}, test Recall@20 {f['recall']}) in "
-            f"{f['minutes']} minutes on this project's 2-core CPU, idle ({f['epoch_s']} s per\nepoch, peak memory "
+            f"{f['minutes']} minutes on this project's 2-core CPU, idle ({f['epoch_s']} s per\nepoch, training epochs add at most "
             f"{f['mib']} MiB, {f['threads']} thread{'s' if f['threads'] != '1' else ''}; measured at commit {f['commit']})")
 
 
