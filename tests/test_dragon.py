@@ -3,13 +3,14 @@ gradients, end-to-end runs on lastfm-2k and ml-100k, checkpoint reload, any numb
 
 import math
 import os
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import BUNDLED
+from test_recgoat import _copy_lastfm as copy_lastfm
+
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.layers.graph import user_cooccurrence_topk
 from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
@@ -164,24 +165,8 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
     assert _built(a, tra) == _built(b, trb)
 
     lfm = BUNDLED / "lastfm-2k"
-    cfgs = []
-    for name, permute in (("la", False), ("lb", True)):
-        d = tmp_path / name / "data" / name
-        d.mkdir(parents=True)
-        for f in ("text_feat.npy", "audio_feat.npy"):
-            shutil.copy(lfm / f, d / f)
-        for s in ("train", "valid", "test"):
-            lines = (lfm / f"lastfm-2k.{s}.inter").read_text().splitlines()
-            if permute and s != "train":
-                rng = np.random.default_rng(7 if s == "valid" else 8)
-                rows = [r.split("\t") for r in lines[1:]]
-                items = rng.permutation([r[1] for r in rows])
-                lines = lines[:1] + [f"{r[0]}\t{it}\t{r[2]}" for r, it in zip(rows, items)]
-            (d / f"{name}.{s}.inter").write_text("\n".join(lines) + "\n")
-        cfgs.append(dict(data_path=str(tmp_path / name / "data"), load_col={"inter": ["user_id", "item_id"]},
-                         benchmark_filename=["train", "valid", "test"], modalities=["text", "audio"],
-                         item_feature_files={"text": "text_feat.npy", "audio": "audio_feat.npy"},
-                         item_feature_norm={"audio": "l2"}))
+    cfgs = [{**copy_lastfm(tmp_path / name, name, permute_eval=permute), "item_feature_norm": {"audio": "l2"}}
+            for name, permute in (("la", False), ("lb", True))]
     (ma, ta), (mb, tb) = _model("la", **cfgs[0]), _model("lb", **cfgs[1])
     ga, gb = _built(ma, ta), _built(mb, tb)
     assert ga == gb

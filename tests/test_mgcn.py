@@ -3,7 +3,6 @@ reference's arithmetic, no leakage, gradients, end to end, checkpoint reload, an
 
 import math
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import BUNDLED
+from test_recgoat import _copy_lastfm as copy_lastfm
+
 from recbole_recgoat.model.mgcn import fuse, purify
 from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
 from recbole_recgoat.trainer import get_trainer
@@ -179,30 +179,10 @@ def test_every_yaml_key_is_ruled_and_the_bad_switch_value_is_refused():
 
 # ------------------------------------------------------------------------ (b) no leakage
 def _copy_lastfm(root, permute_eval):
-    d = root / "data" / "lfm"
-    d.mkdir(parents=True)
-    for split in ("train", "valid", "test"):
-        shutil.copy(BUNDLED / "lastfm-2k" / f"lastfm-2k.{split}.inter", d / f"lfm.{split}.inter")
-    for f in ("text_feat.npy", "audio_feat.npy"):
-        shutil.copy(BUNDLED / "lastfm-2k" / f, d / f)
-    if permute_eval:  # other items in every validation and test row
-        lines = {s: (d / f"lfm.{s}.inter").read_text().splitlines() for s in ("valid", "test")}
-        rows = [r.split("\t") for s in ("valid", "test") for r in lines[s][1:]]
-        items = np.random.default_rng(7).permutation([r[1] for r in rows])
-        k = 0
-        for s in ("valid", "test"):
-            out = [lines[s][0]]
-            for r in lines[s][1:]:
-                f = r.split("\t")
-                out.append("\t".join([f[0], str(items[k])] + f[2:]))
-                k += 1
-            (d / f"lfm.{s}.inter").write_text("\n".join(out) + "\n")
-    return {
-        "data_path": str(root / "data"), "load_col": {"inter": ["user_id", "item_id"]},
-        "benchmark_filename": ["train", "valid", "test"],
-        "item_feature_files": {"text": "text_feat.npy", "audio": "audio_feat.npy"},
-        "item_feature_norm": {"audio": "l2"}, "modalities": ["text", "audio"], "graph_cache_dir": None, **QUIET,
-    }
+    """The bundled Last.fm-2K in a folder of its own (``test_recgoat._copy_lastfm``: with
+    ``permute_eval`` other items in every validation and test row, each pair once per split)."""
+    cfg = copy_lastfm(root, "lfm", permute_eval=permute_eval)
+    return {**cfg, "item_feature_norm": {"audio": "l2"}, **QUIET}
 
 
 def _built_in_original_ids(cfg):

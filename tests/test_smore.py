@@ -4,13 +4,14 @@ modalities. Everything at one thread, on the bundled datasets."""
 
 import math
 import os
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import BUNDLED
+from test_recgoat import _copy_lastfm as copy_lastfm
+
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.layers.graph import sparse_max
 from recbole_recgoat.model.smore import spectral_fusion
@@ -165,30 +166,10 @@ def test_per_modality_knn_k_and_bad_values():
 
 # ------------------------------------------------------------------------------ leakage
 def _copy_lastfm(root, permute_eval):
-    d = root / "data" / "lfm"
-    d.mkdir(parents=True)
-    for split in ("train", "valid", "test"):
-        shutil.copy(LASTFM / f"lastfm-2k.{split}.inter", d / f"lfm.{split}.inter")
-    for f in ("text_feat.npy", "audio_feat.npy"):
-        shutil.copy(LASTFM / f, d / f)
-    if permute_eval:  # other items in every validation and test row
-        rng = np.random.default_rng(7)
-        for split in ("valid", "test"):
-            lines = (d / f"lfm.{split}.inter").read_text().splitlines()
-            rows = [r.split("\t") for r in lines[1:]]
-            items = rng.permutation([r[1] for r in rows])
-            out = [lines[0]] + ["\t".join([r[0], it] + r[2:]) for r, it in zip(rows, items)]
-            (d / f"lfm.{split}.inter").write_text("\n".join(out) + "\n")
-    return {
-        **QUIET,
-        "data_path": str(root / "data"),
-        "load_col": {"inter": ["user_id", "item_id"]},
-        "benchmark_filename": ["train", "valid", "test"],
-        "item_feature_files": {"text": "text_feat.npy", "audio": "audio_feat.npy"},
-        "item_feature_norm": {"audio": "l2"},
-        "modalities": ["text", "audio"],
-        "graph_cache_dir": None,
-    }
+    """The bundled Last.fm-2K in a folder of its own (``test_recgoat._copy_lastfm``: with
+    ``permute_eval`` other items in every validation and test row, each pair once per split)."""
+    cfg = copy_lastfm(root, "lfm", permute_eval=permute_eval)
+    return {**cfg, "item_feature_norm": {"audio": "l2"}, **QUIET}
 
 
 def _built_in_original_ids(net, ds):
