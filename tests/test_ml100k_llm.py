@@ -110,7 +110,12 @@ def test_nothing_built_reads_test_rows(tmp_path):
     lines = (copy / "ml-100k-llm.test.inter").read_text().splitlines()
     rng = np.random.default_rng(7)
     items = rng.permutation([r.split("\t")[1] for r in lines[1:]])
-    out = [lines[0]] + [f"{r.split(chr(9))[0]}\t{i}\t{r.split(chr(9))[2]}\t{r.split(chr(9))[3]}" for r, i in zip(lines[1:], items)]
+    out, pairs = [lines[0]], set()
+    for r, i in zip(lines[1:], items):
+        u, _, rating, stamp = r.split("\t")
+        if (u, i) not in pairs:  # each (user, item) pair once: the loader refuses repeated pairs
+            pairs.add((u, i))
+            out.append(f"{u}\t{i}\t{rating}\t{stamp}")
     (copy / "ml-100k-llm.test.inter").write_text("\n".join(out) + "\n")
     assert (copy / "ml-100k-llm.test.inter").read_text() != (DS / "ml-100k-llm.test.inter").read_text()
     a = _graphs(BUNDLED)
