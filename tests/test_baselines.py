@@ -252,7 +252,7 @@ def test_item_graph_is_cached_and_rebuilt_when_features_or_k_change(monkeypatch,
 
 
 def test_freedom_modality_weights():
-    from recbole_recgoat.model.freedom import modality_mix_weights
+    from recbole_recgoat.model.layers.graph import modality_mix_weights
 
     assert modality_mix_weights(["image", "text"]) == pytest.approx({"image": 0.1, "text": 0.9})
     assert modality_mix_weights(["text", "audio", "whisper"]) == pytest.approx({"text": 0.9, "audio": 0.05, "whisper": 0.05})

@@ -21,7 +21,7 @@ Notation: ``M`` modalities, ``f_m`` the frozen raw item features of modality ``m
 * **Homogeneous item-item graph** (frozen): per modality the cosine kNN graph of ``f_m``
   (``knn_k`` neighbours, the item itself among them), ``S_m = D^-1/2 A_m D^-1/2``, mixed as
   ``S = sum_m w_m S_m`` (``mm_image_weight``: the text modality weighs ``1 - mm_image_weight``, the
-  others share ``mm_image_weight``, as FREEDOM's :func:`~recbole_recgoat.model.freedom.modality_mix_weights`);
+  others share ``mm_image_weight``, as FREEDOM's :func:`~recbole_recgoat.model.layers.graph.modality_mix_weights`);
   ``i = h_i + S^{L_i} h_i``.
 * **Homogeneous user-user graph** (frozen): every user's ``user_topk`` co-users sharing the
   most TRAINING items (:func:`~recbole_recgoat.model.layers.graph.user_cooccurrence_topk`, built at
@@ -67,8 +67,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_recgoat.model.abstract import MultiModalRecommender
-from recbole_recgoat.model.freedom import modality_mix_weights
-from recbole_recgoat.model.layers.graph import normalized_graph, sparse_from_edges, user_cooccurrence_topk, weighted_sparse_sum
+from recbole_recgoat.model.layers.graph import (
+    modality_mix_weights,
+    normalized_graph,
+    sparse_from_edges,
+    user_cooccurrence_topk,
+    weighted_sparse_sum,
+)
 from recbole_recgoat.model.layers.losses import bpr_loss
 from recbole_recgoat.model.layers.sparse import SparseOperator
 

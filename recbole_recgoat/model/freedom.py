@@ -34,47 +34,17 @@ an explicit ``modality_weights`` mapping.
 import torch
 import torch.nn as nn
 
-from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.batched import encoded_pair_scores, pair_scores
 from recbole_recgoat.model.layers.graph import (
     bipartite_norm_adj,
+    modality_mix_weights,
     normalized_graph,
     sample_without_replacement,
     weighted_sparse_sum,
 )
 from recbole_recgoat.model.layers.losses import bpr_loss
 from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
-
-
-def modality_mix_weights(modalities, image_weight=0.1, text_modality="text", explicit=None):
-    """Weights ``{modality: w}`` (summing to 1) of the per-modality item-item graphs.
-
-    ``explicit`` (a mapping) wins, normalised to sum 1; otherwise the text modality gets
-    ``1 - image_weight`` and the other modalities share ``image_weight`` (FREEDOM's
-    ``mm_image_weight`` with image + text); without a text modality, equal weights.
-    """
-    modalities = list(modalities)
-    if explicit:
-        unknown = [m for m in explicit if m not in modalities]
-        missing = [m for m in modalities if m not in explicit]
-        if unknown or missing:
-            raise InputError(
-                f"modality_weights: got {dict(explicit)}; expected one non-negative weight for each of "
-                f"{', '.join(modalities)}"
-            )
-        total = float(sum(float(explicit[m]) for m in modalities))
-        if total <= 0 or any(float(explicit[m]) < 0 for m in modalities):
-            raise InputError(f"modality_weights: got {dict(explicit)}; expected non-negative weights with a positive sum")
-        return {m: float(explicit[m]) / total for m in modalities}
-    if len(modalities) == 1:
-        return {modalities[0]: 1.0}
-    if text_modality in modalities:
-        others = [m for m in modalities if m != text_modality]
-        w = {m: float(image_weight) / len(others) for m in others}
-        w[text_modality] = 1.0 - float(image_weight)
-        return {m: w[m] for m in modalities}
-    return {m: 1.0 / len(modalities) for m in modalities}
 
 
 class FREEDOM(GraphRecommender):
