@@ -213,3 +213,12 @@ class BufferDict(nn.Module):
 
     def extra_repr(self):
         return ", ".join(f"{n}: {tuple(t.shape)}" for n, t in self.items())
+
+
+def edge_softmax(scores, index, n_nodes):
+    """Softmax of edge ``scores [E]`` over the edges that share a node: ``exp(s_e) / sum_{e': index_e' =
+    index_e} exp(s_e')`` (PyG's ``softmax(src, index)``: GAT attention over a node's edges), shifted by
+    each group's maximum; differentiable in ``scores``. ``index [E]`` in ``[0, n_nodes)``. Memory ``O(E + N)``."""
+    shift = scores.new_full((n_nodes,), -float("inf")).scatter_reduce(0, index, scores.detach(), "amax", include_self=True)
+    e = torch.exp(scores - shift[index])
+    return e / scores.new_zeros(n_nodes).index_add(0, index, e)[index]
