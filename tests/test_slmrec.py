@@ -172,6 +172,32 @@ def test_view_tasks_reference_infonce(task):
     assert torch.allclose(loss, main + ssl, rtol=1e-5) and ssl > 0
 
 
+def test_crossed_views_switch_reproduces_the_reference_lists():
+    """slmrec_mix_views (the reference's embs_sub_2.append(ego_emb_sub_1)): under FM view 1 is the masked
+    layer 0 of draw 1 with the propagated layers of draw 2, and vice versa; off, each view keeps its own."""
+    net, train_data = build(modalities=["text"], slmrec_ssl_task="FM", slmrec_mix_views=True, train_batch_size=256)
+    batch = next(iter(train_data))
+    uid, pos, d, L = batch[net.USER_ID], batch[net.ITEM_ID], net.embedding_size, net.n_ui_layers
+    with torch.no_grad():
+        torch.manual_seed(5)
+        mixed = net.view_loss(uid, pos, dropout=False, masking=True)
+        torch.manual_seed(5)
+        b1, b2 = draw_two_branches(net.n_branches)
+        ego = net.branch_ego()
+        e1, e2 = mask_branch(ego, b1, d, net.n_users), mask_branch(ego, b2, d, net.n_users)
+        l1, l2 = propagated_layers(net.adj_op, e1, L), propagated_layers(net.adj_op, e2, L)
+
+        def loss(v1, v2):
+            (u1, i1), (u2, i2) = net.fuse(v1 / (L + 1)), net.fuse(v2 / (L + 1))
+            ce = lambda a, b: F.cross_entropy(F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / net.tau, torch.arange(len(a)))
+            return ce(u1[uid], u2[uid]) + ce(i1[pos], i2[pos])
+
+        assert torch.allclose(mixed, loss(e1 + l2, e2 + l1), rtol=1e-5)
+        net.mix_views = False
+        torch.manual_seed(5)
+        assert torch.allclose(net.view_loss(uid, pos, dropout=False, masking=True), loss(e1 + l1, e2 + l2), rtol=1e-5)
+
+
 def test_every_yaml_key_is_ruled_and_bad_values_are_refused():
     from recbole_recgoat.config import Config
     from recbole_recgoat.config_rules import load_yaml, rules_for, value_ok
