@@ -40,7 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-MODELS = ["LightGCN", "FREEDOM", "LGMRec", "VBPR", "BM3", "LATTICE", "MGCN", "DRAGON", "SMORE", "MMGCN", "DualGNN", "RecGOAT"]
+MODELS = ["LightGCN", "FREEDOM", "LGMRec", "VBPR", "BM3", "LATTICE", "MGCN", "DRAGON", "SMORE", "MMGCN", "DualGNN", "GRCN", "SLMRec", "RecGOAT"]
 DEFAULT_SHARED_DATA = "/work/shared/data"
 BABY_DIMS = {"image": 4096, "text": 384}
 

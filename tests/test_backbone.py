@@ -9,7 +9,7 @@ from recbole_recgoat.model.layers import batched
 from recbole_recgoat.quick_start import build_model, prepare
 from recbole_recgoat.utils.registry import get_model, plugin_models
 
-GRAPH_MODELS = ["FREEDOM", "BM3", "LGMRec", "RecGOAT", "LATTICE", "MGCN", "SMORE", "MMGCN"]
+GRAPH_MODELS = ["FREEDOM", "BM3", "LGMRec", "RecGOAT", "LATTICE", "MGCN", "SMORE", "MMGCN", "GRCN", "SLMRec"]
 # DRAGON and DualGNN are MultiModalRecommenders with the same forward contract: it has no item ID embedding
 # (one user-preference table per modality), so the backbone's ID tables would be untrained parameters.
 QUIET = {"state": "ERROR", "show_progress": False}

@@ -17,7 +17,7 @@ from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import properties_dir
 from recbole_recgoat.quick_start import build_model, prepare, run
 
-BASELINES = ["FREEDOM", "LGMRec", "VBPR", "BM3", "LATTICE", "MGCN", "DRAGON", "SMORE", "MMGCN", "DualGNN"]
+BASELINES = ["FREEDOM", "LGMRec", "VBPR", "BM3", "LATTICE", "MGCN", "DRAGON", "SMORE", "MMGCN", "DualGNN", "GRCN", "SLMRec"]
 QUIET = {"state": "ERROR", "show_progress": False}
 
 

@@ -31,7 +31,7 @@ def test_recgoat_two_processes_match_one_process():
     assert double["epochs_run"] == single["epochs_run"] == 6
 
 
-@pytest.mark.parametrize("model", ["LightGCN", "FREEDOM", "LGMRec", "VBPR", "BM3", "LATTICE", "MGCN", "DRAGON", "SMORE", "MMGCN", "DualGNN"])
+@pytest.mark.parametrize("model", ["LightGCN", "FREEDOM", "LGMRec", "VBPR", "BM3", "LATTICE", "MGCN", "DRAGON", "SMORE", "MMGCN", "DualGNN", "GRCN", "SLMRec"])
 def test_every_model_trains_with_two_processes(model):
     result = run_any(model, config_dict={**FAST, "epochs": 1}, nproc=2, ip="127.0.0.1", port=_free_port())
     assert result["epochs_run"] == 1 and 0 < result["test_result"]["recall@20"] <= 1

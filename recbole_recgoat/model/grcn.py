@@ -139,7 +139,7 @@ class GRCN(GraphRecommender):
             return pref
         feat_e = feat.index_select(0, i)  # [E, C]
         for _ in range(self.num_routing):
-            a = edge_softmax((pref.index_select(0, u) * feat_e).sum(dim=1), u, self.n_users)
+            a = edge_softmax((pref.index_select(0, u) * feat_e).sum(dim=1), u, num_nodes=self.n_users)
             pref = F.normalize(pref + torch.zeros_like(pref).index_add(0, u, a[:, None] * feat_e), dim=1)
         return pref
 
@@ -153,8 +153,8 @@ class GRCN(GraphRecommender):
         pref = self.route(F.normalize(self.preference[modality], dim=1), feat)
         pref_e, feat_e = pref.index_select(0, u), feat.index_select(0, i)  # [E, C] (index_select: its backward is index_add)
         s = (pref_e * feat_e).sum(dim=1)
-        alpha_ui = edge_softmax(s, i, self.n_items)
-        alpha_iu = edge_softmax(s, u, self.n_users)
+        alpha_ui = edge_softmax(s, i, num_nodes=self.n_items)
+        alpha_iu = edge_softmax(s, u, num_nodes=self.n_users)
         users = pref + torch.zeros_like(pref).index_add(0, u, alpha_iu[:, None] * feat_e)
         items = feat + torch.zeros_like(feat).index_add(0, i, alpha_ui[:, None] * pref_e)
         return users, items, alpha_ui, alpha_iu

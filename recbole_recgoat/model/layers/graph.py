@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import softmax as edge_softmax  # noqa: F401  softmax over the edges sharing a node (GAT's; GRCN)
 
 from recbole_recgoat.errors import InputError
 
@@ -245,12 +246,3 @@ def modality_mix_weights(modalities, image_weight=0.1, text_modality="text", exp
         w[text_modality] = 1.0 - float(image_weight)
         return {m: w[m] for m in modalities}
     return {m: 1.0 / len(modalities) for m in modalities}
-
-
-def edge_softmax(scores, index, n_nodes):
-    """Softmax of edge ``scores [E]`` over the edges that share a node: ``exp(s_e) / sum_{e': index_e' =
-    index_e} exp(s_e')`` (PyG's ``softmax(src, index)``: GAT attention over a node's edges), shifted by
-    each group's maximum; differentiable in ``scores``. ``index [E]`` in ``[0, n_nodes)``. Memory ``O(E + N)``."""
-    shift = scores.new_full((n_nodes,), -float("inf")).scatter_reduce(0, index, scores.detach(), "amax", include_self=True)
-    e = torch.exp(scores - shift[index])
-    return e / scores.new_zeros(n_nodes).index_add(0, index, e)[index]
