@@ -4,17 +4,27 @@ Config keys are read as ``config[key]``: every default lives in yaml (``properti
 for the keys all models share, ``properties/model/<Model>.yaml`` for a model's own), none in code.
 """
 
+import math
 import os
 from logging import getLogger
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.layers.graph import BufferDict, bipartite_norm_adj, rows, training_edges
+from recbole_recgoat.model.layers.graph import (
+    BufferDict,
+    bipartite_norm_adj,
+    rows,
+    sparse_from_edges,
+    training_edges,
+    user_cooccurrence_topk,
+)
 from recbole_recgoat.model.layers.knn import cached_knn_graph, edge_cosines
+from recbole_recgoat.model.layers.losses import bpr_loss
 from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 
@@ -91,8 +101,10 @@ class MultiModalRecommender(GeneralRecommender):
 
     # -- scoring ---------------------------------------------------------------------------
     def inference_embeddings(self):
-        """``(users [n_users, d], items [n_items, d])`` whose dot products are the scores."""
-        raise NotImplementedError
+        """``(users [n_users, d], items [n_items, d])`` whose dot products are the scores: by the
+        forward contract, the first two outputs of ``forward()`` (VBPR and BM3 override it)."""
+        users, items, _ = self.forward()
+        return users, items
 
     def cache_inference(self):
         """Whether :meth:`inference_embeddings` may be reused within an evaluation (False for a
@@ -217,6 +229,118 @@ class GraphRecommender(MultiModalRecommender):
         users, items = self.split_nodes(self.propagate_ui())
         return users, items, {}
 
-    def inference_embeddings(self):
-        users, items, _ = self.forward()
-        return users, items
+class PreferenceGraphRecommender(MultiModalRecommender):
+    r"""The user-preference graph model that DualGNN (Wang et al., IEEE TMM 2021) defines and DRAGON
+    (Zhou et al., ECAI 2023) extends: no ID embeddings; per modality ``m`` a user preference table
+    ``P_m`` ``[n_users, d]`` stacked over projected item features ``X_m = MLP_m(f_m)`` ``[n_items, d]``
+    (``F_m -> 4d -> d``, leaky ReLU), rows L2-normalised and propagated over the user-item graph
+    ``ui_op`` (``A_hat`` unless a subclass sets another), SUMMED over layers 0..L::
+
+        H_m = sum_{l=0..L} ui_op^l normalize([P_m; X_m])           [n_users + n_items, d]
+
+    per-user modality weights ``alpha`` ``[n_users, M, 1]`` (with two or more modalities), and the
+    frozen user co-occurrence graph: every user's ``user_topk`` co-users sharing the most TRAINING
+    items (:func:`~recbole_recgoat.model.layers.graph.user_cooccurrence_topk`), weighted by
+    ``user_aggr``; ``config[pad_key]`` re-draws the reference's random padding of short rows every
+    epoch. Loss, the references' arithmetic::
+
+        L = mean_b -log2 sigmoid(u . i+ - u . i-) + reg_weight * (sum_m mean(P_m[batch users]^2) + mean(alpha^2))
+
+    A subclass names its padding switch (``pad_key``) and defines ``forward``.
+    """
+
+    pad_key = None  # the subclass's config key of the reference's padding switch
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        d, _ = self.matched_embedding_sizes(
+            config, f"{type(self).__name__} stacks user preferences and projected item features in one node matrix"
+        )
+        self.embedding_size = d
+        self.n_ui_layers = int(config["n_ui_layers"])
+        self.user_topk = int(config["user_topk"])
+        self.user_aggr = str(config["user_aggr"]).lower()
+        self.pad_user_neighbours = bool(config[self.pad_key])
+        self.reg_weight = float(config["reg_weight"])
+
+        # parameters: per-modality user preferences P_m and feature MLPs, per-user modality weights alpha
+        self.preference = nn.ParameterDict()
+        self.feature_mlp = nn.ModuleDict()
+        for m, f in self.item_feats.items():
+            self.preference[m] = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, d)))
+            self.feature_mlp[m] = nn.Sequential(nn.Linear(f.shape[1], 4 * d), nn.LeakyReLU(), nn.Linear(4 * d, d))
+        n_mod = len(self.modalities)
+        if n_mod > 1:
+            alpha = F.softmax(nn.init.xavier_normal_(torch.empty(self.n_users, n_mod, 1)), dim=1)
+            self.user_modality_weight = nn.Parameter(alpha)
+        else:
+            self.user_modality_weight = None
+
+        # the frozen user co-occurrence graph from the TRAINING edges (buffers: not in checkpoints)
+        self.ui_op = self.adj_op
+        weighting = "count" if self.pad_user_neighbours and self.user_aggr == "softmax" else self.user_aggr
+        edges, weights = user_cooccurrence_topk(
+            self.train_users.cpu(), self.train_items.cpu(), self.n_users, self.n_items, self.user_topk, weighting=weighting
+        )
+        self.register_buffer("user_edges", edges.to(self.device), persistent=False)  # [2, E_u]
+        self.register_buffer("user_edge_weights", weights.to(self.device), persistent=False)  # [E_u]
+        self.uu_op = None if self.pad_user_neighbours else self.user_operator(self.user_edge_weights)
+
+    def user_operator(self, weights):
+        """The user-user graph ``[n_users, n_users]`` with ``weights [E_u]`` as an operator."""
+        row, col = self.user_edges
+        return SparseOperator(sparse_from_edges(row, col, weights.float(), (self.n_users, self.n_users)))
+
+    def padded_user_weights(self):
+        """The reference's padding (``pad_key``): a row with ``n_u < user_topk``
+        co-users draws ``user_topk - n_u`` more of them uniformly (with replacement); a co-user
+        drawn ``r`` extra times weighs ``(1 + r) exp(C_uv)`` before the row's normalisation
+        (softmax over the padded row), or ``(1 + r) / user_topk`` (mean). ``[E_u]``."""
+        row = self.user_edges[0]
+        n = torch.bincount(row, minlength=self.n_users)
+        start = torch.cumsum(n, 0) - n  # rows are contiguous (sorted by row)
+        short = (n > 0) & (n < self.user_topk)
+        extra = torch.where(short, self.user_topk - n, torch.zeros_like(n))
+        slot_row = torch.repeat_interleave(torch.arange(self.n_users, device=row.device), extra)
+        pick = start[slot_row] + (torch.rand(slot_row.numel(), device=row.device) * n[slot_row]).long()
+        mult = 1.0 + torch.bincount(pick, minlength=row.numel()).double()
+        if self.user_aggr == "softmax":
+            cnt = self.user_edge_weights.double()  # the counts
+            row_max = torch.full((self.n_users,), -float("inf"), dtype=torch.float64, device=row.device)
+            row_max = row_max.scatter_reduce(0, row, cnt, "amax")
+            w = mult * torch.exp(cnt - row_max[row])
+        else:
+            w = mult
+        return w / torch.zeros(self.n_users, dtype=torch.float64, device=row.device).index_add_(0, row, w)[row]
+
+    def pre_epoch_processing(self):
+        """With the padding switch, re-draw the padded user-user weights (the reference's
+        ``topk_sample`` every epoch); otherwise the user graph is fixed."""
+        if self.pad_user_neighbours:
+            self.invalidate()
+            self.uu_op = self.user_operator(self.padded_user_weights())
+
+    def modality_nodes(self, modality):
+        """``H_m = sum_{l=0..L} ui_op^l normalize([P_m; X_m])`` ``[n_users + n_items, d]``."""
+        x = self.feature_mlp[modality](self.item_feats[modality])
+        out = F.normalize(torch.cat([self.preference[modality], x], dim=0), dim=1)
+        acc = out
+        for _ in range(self.n_ui_layers):
+            out = self.ui_op @ out
+            acc = acc + out
+        return acc
+
+    def calculate_loss(self, interaction):
+        self.invalidate()
+        users = interaction[self.USER_ID]
+        pos = interaction[self.ITEM_ID]
+        neg = interaction[self.NEG_ITEM_ID]
+        user_all, item_all, _ = self.forward()
+        u = user_all.index_select(0, users)
+        pos_scores = (u * item_all.index_select(0, pos)).sum(dim=1)
+        neg_scores = (u * item_all.index_select(0, neg)).sum(dim=1)
+        loss = bpr_loss(pos_scores, neg_scores) / math.log(2.0)  # the reference's -mean(log2 sigmoid)
+        reg = sum((self.preference[m].index_select(0, users) ** 2).mean() for m in self.modalities)
+        if self.user_modality_weight is not None:
+            reg = reg + (self.user_modality_weight**2).mean()
+        return loss + self.reg_weight * reg

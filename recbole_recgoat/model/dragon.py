@@ -60,26 +60,22 @@ Deviations from the reference code (MMRec ``dragon.py``, ``tools/generate-u-u-ma
   directed kNN (every row averages its ``k`` neighbours, weight ``1/k``).
 """
 
-import math
-
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from recbole_recgoat.model.abstract import MultiModalRecommender
+from recbole_recgoat.model.abstract import PreferenceGraphRecommender
 from recbole_recgoat.model.layers.graph import (
     modality_mix_weights,
     normalized_graph,
     sparse_from_edges,
-    user_cooccurrence_topk,
     weighted_sparse_sum,
 )
-from recbole_recgoat.model.layers.losses import bpr_loss
 from recbole_recgoat.model.layers.sparse import SparseOperator
 
 
-class DRAGON(MultiModalRecommender):
-    r"""DRAGON as a RecBole general recommender (pairwise BPR input).
+class DRAGON(PreferenceGraphRecommender):
+    r"""DRAGON as a RecBole general recommender (pairwise BPR input): DualGNN's user-preference graph
+    model (:class:`~recbole_recgoat.model.abstract.PreferenceGraphRecommender`) with frozen item-item
+    graphs and the modalities concatenated.
 
     Not on the :class:`~recbole_recgoat.model.abstract.GraphRecommender` backbone: DRAGON has no
     item ID embedding and one user preference table per modality, so the backbone's two ID tables
@@ -92,46 +88,21 @@ class DRAGON(MultiModalRecommender):
     ``dragon_pad_user_neighbours``, ``reg_weight``.
     """
 
+    pad_key = "dragon_pad_user_neighbours"
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        d, _ = self.matched_embedding_sizes(config, "DRAGON stacks user preferences and projected item features in one node matrix")
-        self.embedding_size = d
-        self.n_ui_layers = int(config["n_ui_layers"])
         self.n_mm_layers = int(config["n_mm_layers"])
         self.knn_k = int(config["knn_k"])
         self.knn_symmetric = bool(config["knn_symmetric"])
         self.aggr_mode = str(config["aggr_mode"]).lower()
-        self.user_topk = int(config["user_topk"])
-        self.user_aggr = str(config["user_aggr"]).lower()
-        self.pad_user_neighbours = bool(config["dragon_pad_user_neighbours"])
-        self.reg_weight = float(config["reg_weight"])
         self.mix_weights = modality_mix_weights(
             self.modalities, float(config["mm_image_weight"]), str(config["text_modality"]), config["modality_weights"]
         )
-
-        # parameters: per-modality user preferences P_m and feature MLPs, per-user modality weights alpha
-        self.preference = nn.ParameterDict()
-        self.feature_mlp = nn.ModuleDict()
-        for m, f in self.item_feats.items():
-            self.preference[m] = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, d)))
-            self.feature_mlp[m] = nn.Sequential(nn.Linear(f.shape[1], 4 * d), nn.LeakyReLU(), nn.Linear(4 * d, d))
-        n_mod = len(self.modalities)
-        if n_mod > 1:
-            alpha = F.softmax(nn.init.xavier_normal_(torch.empty(self.n_users, n_mod, 1)), dim=1)
-            self.user_modality_weight = nn.Parameter(alpha)
-        else:
-            self.user_modality_weight = None
-
         # frozen graphs (buffers, rebuilt from the training data; not in checkpoints)
-        self.ui_op = self.adj_op if self.aggr_mode == "add" else self.mean_ui_operator()
+        if self.aggr_mode != "add":
+            self.ui_op = self.mean_ui_operator()
         self.mm_op = SparseOperator(self.build_item_graph(), symmetric=self.knn_symmetric)
-        weighting = "count" if self.pad_user_neighbours and self.user_aggr == "softmax" else self.user_aggr
-        edges, weights = user_cooccurrence_topk(
-            self.train_users.cpu(), self.train_items.cpu(), self.n_users, self.n_items, self.user_topk, weighting=weighting
-        )
-        self.register_buffer("user_edges", edges.to(self.device), persistent=False)  # [2, E_u]
-        self.register_buffer("user_edge_weights", weights.to(self.device), persistent=False)  # [E_u]
-        self.uu_op = None if self.pad_user_neighbours else self.user_operator(self.user_edge_weights)
 
     # -- graphs ----------------------------------------------------------------------------
     def mean_ui_operator(self):
@@ -155,51 +126,7 @@ class DRAGON(MultiModalRecommender):
         mods = [m for m in self.modalities if self.mix_weights[m] > 0]
         return weighted_sparse_sum([self.modality_graph(m) for m in mods], [self.mix_weights[m] for m in mods])
 
-    def user_operator(self, weights):
-        """The user-user graph ``[n_users, n_users]`` with ``weights [E_u]`` as an operator."""
-        row, col = self.user_edges
-        return SparseOperator(sparse_from_edges(row, col, weights.float(), (self.n_users, self.n_users)))
-
-    def padded_user_weights(self):
-        """The reference's padding (``dragon_pad_user_neighbours``): a row with ``n_u < user_topk``
-        co-users draws ``user_topk - n_u`` more of them uniformly (with replacement); a co-user
-        drawn ``r`` extra times weighs ``(1 + r) exp(C_uv)`` before the row's normalisation
-        (softmax over the padded row), or ``(1 + r) / user_topk`` (mean). ``[E_u]``."""
-        row = self.user_edges[0]
-        n = torch.bincount(row, minlength=self.n_users)
-        start = torch.cumsum(n, 0) - n  # rows are contiguous (sorted by row)
-        short = (n > 0) & (n < self.user_topk)
-        extra = torch.where(short, self.user_topk - n, torch.zeros_like(n))
-        slot_row = torch.repeat_interleave(torch.arange(self.n_users, device=row.device), extra)
-        pick = start[slot_row] + (torch.rand(slot_row.numel(), device=row.device) * n[slot_row]).long()
-        mult = 1.0 + torch.bincount(pick, minlength=row.numel()).double()
-        if self.user_aggr == "softmax":
-            cnt = self.user_edge_weights.double()  # the counts
-            row_max = torch.full((self.n_users,), -float("inf"), dtype=torch.float64, device=row.device)
-            row_max = row_max.scatter_reduce(0, row, cnt, "amax")
-            w = mult * torch.exp(cnt - row_max[row])
-        else:
-            w = mult
-        return w / torch.zeros(self.n_users, dtype=torch.float64, device=row.device).index_add_(0, row, w)[row]
-
-    def pre_epoch_processing(self):
-        """With ``dragon_pad_user_neighbours``, re-draw the padded user-user weights (the reference's
-        ``topk_sample`` every epoch); otherwise the user graph is fixed."""
-        if self.pad_user_neighbours:
-            self.invalidate()
-            self.uu_op = self.user_operator(self.padded_user_weights())
-
     # -- model -----------------------------------------------------------------------------
-    def modality_nodes(self, modality):
-        """``H_m = sum_{l=0..L} A_hat^l normalize([P_m; X_m])`` ``[n_users + n_items, d]``."""
-        x = self.feature_mlp[modality](self.item_feats[modality])
-        out = F.normalize(torch.cat([self.preference[modality], x], dim=0), dim=1)
-        acc = out
-        for _ in range(self.n_ui_layers):
-            out = self.ui_op @ out
-            acc = acc + out
-        return acc
-
     def forward(self):
         """``(users [n_users, M d], items [n_items, M d], parts)``; ``parts["modality_nodes"]``:
         ``{m: H_m}``."""
@@ -216,22 +143,3 @@ class DRAGON(MultiModalRecommender):
         for _ in range(self.n_mm_layers):
             h = self.mm_op @ h
         return users + self.uu_op @ users, items + h, {"modality_nodes": nodes}
-
-    def calculate_loss(self, interaction):
-        self.invalidate()
-        users = interaction[self.USER_ID]
-        pos = interaction[self.ITEM_ID]
-        neg = interaction[self.NEG_ITEM_ID]
-        user_all, item_all, _ = self.forward()
-        u = user_all.index_select(0, users)
-        pos_scores = (u * item_all.index_select(0, pos)).sum(dim=1)
-        neg_scores = (u * item_all.index_select(0, neg)).sum(dim=1)
-        loss = bpr_loss(pos_scores, neg_scores) / math.log(2.0)  # the reference's -mean(log2 sigmoid)
-        reg = sum((self.preference[m].index_select(0, users) ** 2).mean() for m in self.modalities)
-        if self.user_modality_weight is not None:
-            reg = reg + (self.user_modality_weight**2).mean()
-        return loss + self.reg_weight * reg
-
-    def inference_embeddings(self):
-        users, items, _ = self.forward()
-        return users, items

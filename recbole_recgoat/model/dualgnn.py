@@ -44,7 +44,7 @@ Deviations from the reference code (MMRec ``dualgnn.py``, ``tools/generate-u-u-m
 * A user with fewer than ``user_topk`` co-users keeps just them (softmax over them). The reference
   pads the row to ``k`` by re-drawing random co-users every epoch, which reweights the duplicated
   ones at random: kept behind ``dualgnn_pad_user_neighbours: True`` (re-drawn every epoch with the
-  torch RNG; the same padding as DRAGON's, whose method is reused).
+  torch RNG; the same padding as DRAGON's: both extend ``PreferenceGraphRecommender``).
 * Reference defect: ``representation = v_rep; representation += t_rep`` adds in place, so the
   first modality's user representation that ``weighted_sum`` weighs is ``H_v + H_t``, not ``H_v``
   (``h_u = alpha_v (H_v + H_t) + alpha_t H_t``). Default here: the paper's ``sum_m alpha_m H_m``;
@@ -66,20 +66,15 @@ Deviations from the reference code (MMRec ``dualgnn.py``, ``tools/generate-u-u-m
   only difference).
 """
 
-import math
-
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from recbole_recgoat.model.abstract import MultiModalRecommender
-from recbole_recgoat.model.dragon import DRAGON
-from recbole_recgoat.model.layers.graph import user_cooccurrence_topk
-from recbole_recgoat.model.layers.losses import bpr_loss
+from recbole_recgoat.model.abstract import PreferenceGraphRecommender
 
 
-class DualGNN(MultiModalRecommender):
-    r"""DualGNN as a RecBole general recommender (pairwise BPR input).
+class DualGNN(PreferenceGraphRecommender):
+    r"""DualGNN as a RecBole general recommender (pairwise BPR input); the user-preference graph model
+    itself is :class:`~recbole_recgoat.model.abstract.PreferenceGraphRecommender` (DRAGON extends it
+    too), this class adds the ``weighted_sum`` fusion.
 
     Not on the :class:`~recbole_recgoat.model.abstract.GraphRecommender` backbone: DualGNN has no
     ID embeddings (one user preference table per modality, items from their features only), so the
@@ -91,61 +86,13 @@ class DualGNN(MultiModalRecommender):
     ``dualgnn_first_modality_sum``, ``reg_weight``.
     """
 
-    # the user-user operator and the reference's random padding are DRAGON's (same user graph)
-    user_operator = DRAGON.user_operator
-    padded_user_weights = DRAGON.padded_user_weights
+    pad_key = "dualgnn_pad_user_neighbours"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        d, _ = self.matched_embedding_sizes(config, "DualGNN stacks user preferences and projected item features in one node matrix")
-        self.embedding_size = d
-        self.n_ui_layers = int(config["n_ui_layers"])
-        self.user_topk = int(config["user_topk"])
-        self.user_aggr = str(config["user_aggr"]).lower()
-        self.pad_user_neighbours = bool(config["dualgnn_pad_user_neighbours"])
         self.first_modality_sum = bool(config["dualgnn_first_modality_sum"])
-        self.reg_weight = float(config["reg_weight"])
-
-        # parameters: per-modality user preferences P_m and feature MLPs, per-user modality weights alpha
-        self.preference = nn.ParameterDict()
-        self.feature_mlp = nn.ModuleDict()
-        for m, f in self.item_feats.items():
-            self.preference[m] = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users, d)))
-            self.feature_mlp[m] = nn.Sequential(nn.Linear(f.shape[1], 4 * d), nn.LeakyReLU(), nn.Linear(4 * d, d))
-        n_mod = len(self.modalities)
-        if n_mod > 1:
-            alpha = F.softmax(nn.init.xavier_normal_(torch.empty(self.n_users, n_mod, 1)), dim=1)
-            self.user_modality_weight = nn.Parameter(alpha)
-        else:
-            self.user_modality_weight = None
-
-        # the frozen user co-occurrence graph from the TRAINING edges (buffers: not in checkpoints)
-        weighting = "count" if self.pad_user_neighbours and self.user_aggr == "softmax" else self.user_aggr
-        edges, weights = user_cooccurrence_topk(
-            self.train_users.cpu(), self.train_items.cpu(), self.n_users, self.n_items, self.user_topk, weighting=weighting
-        )
-        self.register_buffer("user_edges", edges.to(self.device), persistent=False)  # [2, E_u]
-        self.register_buffer("user_edge_weights", weights.to(self.device), persistent=False)  # [E_u]
-        self.uu_op = None if self.pad_user_neighbours else self.user_operator(self.user_edge_weights)
-
-    def pre_epoch_processing(self):
-        """With ``dualgnn_pad_user_neighbours``, re-draw the padded user-user weights (the
-        reference's ``topk_sample`` every epoch); otherwise the user graph is fixed."""
-        if self.pad_user_neighbours:
-            self.invalidate()
-            self.uu_op = self.user_operator(self.padded_user_weights())
 
     # -- model -----------------------------------------------------------------------------
-    def modality_nodes(self, modality):
-        """``H_m = sum_{l=0..L} A_hat^l normalize([P_m; X_m])`` ``[n_users + n_items, d]``."""
-        x = self.feature_mlp[modality](self.item_feats[modality])
-        out = F.normalize(torch.cat([self.preference[modality], x], dim=0), dim=1)
-        acc = out
-        for _ in range(self.n_ui_layers):
-            out = self.adj_op @ out
-            acc = acc + out
-        return acc
-
     def fuse_users(self, users_m):
         """``h_u = sum_m alpha_{u,m} H_m[u]`` ``[n_users, d]`` (``weighted_sum``); with
         ``dualgnn_first_modality_sum`` the first ``H_m`` is the sum of all (the reference's in-place add)."""
@@ -166,22 +113,3 @@ class DualGNN(MultiModalRecommender):
         users = self.fuse_users(users_m)
         items = torch.stack(items_m).sum(0)
         return users + self.uu_op @ users, items, {"modality_nodes": nodes, "fused_users": users}
-
-    def calculate_loss(self, interaction):
-        self.invalidate()
-        users = interaction[self.USER_ID]
-        pos = interaction[self.ITEM_ID]
-        neg = interaction[self.NEG_ITEM_ID]
-        user_all, item_all, _ = self.forward()
-        u = user_all.index_select(0, users)
-        pos_scores = (u * item_all.index_select(0, pos)).sum(dim=1)
-        neg_scores = (u * item_all.index_select(0, neg)).sum(dim=1)
-        loss = bpr_loss(pos_scores, neg_scores) / math.log(2.0)  # the reference's -mean(log2 sigmoid)
-        reg = sum((self.preference[m].index_select(0, users) ** 2).mean() for m in self.modalities)
-        if self.user_modality_weight is not None:
-            reg = reg + (self.user_modality_weight**2).mean()
-        return loss + self.reg_weight * reg
-
-    def inference_embeddings(self):
-        users, items, _ = self.forward()
-        return users, items
