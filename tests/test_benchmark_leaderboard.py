@@ -244,8 +244,9 @@ def test_configured_rows_without_records_are_pending(bench, tmp_path):
         f"store: {bench / 'store'}\nmodels: [Pop, BPR, LightGCN]\ndatasets: [lastfm-2k, ml-100k]\nseeds: 2\n"
         "variants:\n  BPR-wd: {model: BPR, weight_decay: 1.0e-03}\n"
         f"leaderboard:\n  out: {tmp_path / 'docs'}\n  name: board\n"
-        "  tables:\n    - {title: Main, rows: [Pop, BPR, LightGCN]}\n    - {title: Ablation, rows: [BPR, BPR-wd]}\n")
-    assert main(["leaderboard", "--config", str(cfg), "--no-figures"]) == 0
+        "  tables:\n    - {title: Main, rows: [Pop, BPR, LightGCN]}\n    - {title: Ablation, rows: [BPR, BPR-wd]}\n"
+        "    - {title: Only ml, rows: [BPR, BPR-wd], datasets: [ml-100k]}\n")
+    assert main(["leaderboard", "--config", str(cfg)]) == 0  # figures too: a dataset without records has none
     page = (tmp_path / "docs" / "board-lastfm-2k.md").read_text()
     assert "| LightGCN | pending | pending | pending | pending | 0 | pending |" in page
     assert "LightGCN & pending & pending & pending & pending \\\\" in (tmp_path / "docs" / "board-lastfm-2k.tex").read_text()
@@ -256,7 +257,23 @@ def test_configured_rows_without_records_are_pending(bench, tmp_path):
                                  tables=[{"title": "Main", "rows": ["Pop", "BPR", "LightGCN"]}])["json"].read_text())
     assert main_table["rows"] == reference["datasets"]["lastfm-2k"]["tables"][0]["rows"]  # same numbers
     ml = board["datasets"]["ml-100k"]
-    assert [t["pending"] for t in ml["tables"]] == [["Pop", "BPR", "LightGCN"], ["BPR", "BPR-wd"]]
+    assert [t["pending"] for t in ml["tables"]] == [["Pop", "BPR", "LightGCN"], ["BPR", "BPR-wd"], ["BPR", "BPR-wd"]]
+    assert [t["title"] for t in board["datasets"]["lastfm-2k"]["tables"]] == ["Main", "Ablation"]  # its datasets: only
+    assert "## Only ml" in (tmp_path / "docs" / "board-ml-100k.md").read_text() and "Only ml" not in page
+    assert not list((tmp_path / "docs" / "board_figures").glob("ml_100k*"))
     assert "Every row is pending" in (tmp_path / "docs" / "board-ml-100k.md").read_text()
     assert "Pending (configured, no finished cell yet; not ranked): LightGCN." in (tmp_path / "docs" / "board.md").read_text()
     assert [m["name"] for m in board["average_rank"]["models"]] == [m["name"] for m in reference["average_rank"]["models"]]
+
+
+def test_features_column_names_the_user_feature_file():
+    """Rows that read another user feature file (a profile set) say which one."""
+    from recbole_recgoat.benchmark.leaderboard.compute import feature_label
+
+    labels = {"text": "overview", "user": "GPT-4o-mini", "user:user_feat_b.npy": "GPT-4.1-mini"}
+    rec = {"features": {"items": ["text"], "users": True}, "config": {"user_feature_file": "user_feat.npy"}}
+    assert feature_label(rec, labels) == "overview; users: GPT-4o-mini"
+    rec["config"]["user_feature_file"] = "/data/ml/user_feat_b.npy"
+    assert feature_label(rec, labels) == "overview; users: GPT-4.1-mini"
+    rec["features"]["users"] = False
+    assert feature_label(rec, labels) == "overview"

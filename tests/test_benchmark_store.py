@@ -203,3 +203,26 @@ def test_dry_run_counts_the_seeds_of_each_dataset(tmp_path, capsys, monkeypatch)
     out = capsys.readouterr().out
     assert "3 cells (1 rows x 2 datasets, seeds: lastfm-2k 2, ml-100k 1)" in out
     assert out.count("todo  ") == 3
+
+
+def test_part_of_a_grid_runs_alone(tmp_path, capsys, monkeypatch):
+    """--rows and --datasets pick a part of a benchmark yaml (a variant limited to another dataset
+    is skipped, not refused); a misspelt row or a variant's unknown dataset is still one line."""
+    from recbole_recgoat.benchmark.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.yaml").write_text(
+        "models: [BPR, Pop]\ndatasets: [lastfm-2k, ml-100k]\nseeds: 2\nvariants:\n"
+        "  BPR-wd: {model: BPR, weight_decay: 0.1, datasets: [lastfm-2k]}\n"
+        "  BPR-ml: {model: BPR, weight_decay: 0.2, datasets: [ml-100k]}\n")
+    assert main(["run", "--config", "b.yaml", "--store", "s", "--dry-run", "--datasets", "ml-100k"]) == 0
+    todo = [line for line in capsys.readouterr().out.splitlines() if line.startswith("todo")]
+    assert len(todo) == 6 and not any("BPR-wd" in line or "lastfm" in line for line in todo)
+    assert main(["run", "--config", "b.yaml", "--store", "s", "--dry-run", "--rows", "BPR-wd", "Pop"]) == 0
+    todo = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("todo")]
+    assert sorted(todo) == ["BPR-wd"] * 2 + ["Pop"] * 4
+    assert main(["run", "--config", "b.yaml", "--store", "s", "--dry-run", "--rows", "BPR-typo"]) == 2
+    assert "--rows BPR-typo: not a row of this grid" in capsys.readouterr().err
+    (tmp_path / "b.yaml").write_text("models: [BPR]\ndatasets: [lastfm-2k]\n"
+                                     "variants:\n  BPR-wd: {model: BPR, weight_decay: 0.1, datasets: [ml-10m]}\n")
+    assert main(["run", "--config", "b.yaml", "--store", "s", "--dry-run"]) == 2

@@ -113,8 +113,8 @@ def test_selection_never_reads_the_test_split(tmp_path, monkeypatch):
     # Tuning again with the same settings reuses the result; other settings are refused.
     assert main([*args, "--store", "s_clean", "--set", f"data_path={clean}"]) == 0
     assert len(trials_of("s_clean")) == 2
-    assert main(["tune", "--models", "BPR", "--max-evals", "3", "--jobs", "1", "--store", "s_clean", *QUICK,
-                 "--set", f"data_path={clean}"]) == 2
+    assert main(["tune", "--models", "BPR", "--max-evals", "2", "--tune-seed", "5", "--jobs", "1", "--store",
+                 "s_clean", *QUICK, "--set", f"data_path={clean}"]) == 2
     # --use-tuned without tuned parameters is an error naming what is missing.
     assert main(["run", "--models", "Pop", "--store", "s_clean", "--use-tuned", "--jobs", "1", *QUICK]) == 2
 
@@ -124,7 +124,7 @@ def test_every_model_gets_the_same_budget(algo, tmp_path, monkeypatch):
     """No early stop of the search (RecBole's default stops after 10 trials without progress)."""
     calls = []
 
-    def fake_trial(task, store, trials, values):
+    def fake_trial(task, store, trials, values, reusable=None):
         calls.append((task.model, dict(values)))
         return {"trial_key": str(len(calls)), "params": values, "valid_metric": "recall@20", "valid_score_bigger": True,
                 "best_valid_score": 0.5, "best_valid_result": {"recall@20": 0.5}, "best_epoch": 0, "epochs_run": 1}
@@ -174,3 +174,77 @@ def test_killed_search_replays_its_finished_trials(tmp_path, monkeypatch):
     monkeypatch.setattr(qs, "prepare", no_training)
     doc = tuning.run_search(task, store)
     assert doc["params"] == {"weight_decay": 1.0e-05} and doc["budget"]["evaluated"] == 2
+
+
+def test_a_larger_budget_reuses_the_smaller_searchs_trials(tmp_path, monkeypatch):
+    """Raising the budget (or changing the algorithm) of a search trains only the new grid points;
+    the reused trials keep their results and say where they came from. Another seed, another
+    dataset whose name extends this one's, or another store not named in reuse_from reuse nothing."""
+    trained = []
+
+    def fake_run(model, dataset, config_file_list, config_dict, cmd_args, **kw):
+        trained.append((model, dataset, cmd_args["seed"], dict(config_dict)))
+        score = 0.1 + 0.01 * config_dict["a"] + 0.001 * cmd_args["seed"]
+        return {"valid_metric": "recall@20", "config": {"valid_metric_bigger": True}, "best_valid_score": score,
+                "best_valid_result": {"recall@20": score}, "best_epoch": 1, "epochs_run": 2, "train_time_s": 3.5}
+
+    monkeypatch.setattr(qs, "run", fake_run)
+    space = {"a": list(range(12))}
+    store = Store(tmp_path / "s")
+    small = tuning.run_search(tuning.TuneTask("M", "ml-100k", space, max_evals=6, seed=7), store)
+    first6 = [t["params"] for t in small["trials"]]
+    assert len(trained) == 6
+    # the same search under budget 10: 4 new trainings, the 6 first proposals are the earlier ones
+    trained.clear()
+    big_task = tuning.TuneTask("M", "ml-100k", space, max_evals=10, seed=7)
+    big = tuning.run_search(big_task, store)  # no --force needed: same search, larger budget
+    assert len(trained) == 4 and [t["params"] for t in big["trials"]][:6] == first6
+    assert {tuple(c[3].items()) for c in trained}.isdisjoint({tuple(p.items()) for p in first6})
+    records = read_lines(store.trials_path("M", "ml-100k", big_task.key))[0]
+    reused = [r for r in records if r.get("reused_from")]
+    assert len(reused) == 6 and all(r["reused_from"]["tune_key"] == small["tune_key"] for r in reused)
+    assert all(r["train_time_s"] == 3.5 and r["tune_key"] == big_task.key for r in records)
+    assert big["budget"]["evaluated"] == 10
+    # trials written before run keys existed (lines without run_key) count when their file is the
+    # same search under another budget, and only then
+    from recbole_recgoat.benchmark.store import append_line
+
+    legacy_store = Store(tmp_path / "legacy")
+    legacy = tuning.TuneTask("L", "d", space, max_evals=2, seed=7)
+    for line in read_lines(store.trials_path("M", "ml-100k", small["tune_key"]))[0][:2]:
+        line = {k: v for k, v in line.items() if k not in ("run_key", "checksum")}
+        append_line(legacy_store.trials_path("L", "d", legacy.key), dict(line, model="L", dataset="d"))
+    append_line(legacy_store.trials_path("L", "d", "0123456789abcdef"),  # another search: its a=10 (3rd proposal) is not reused
+                {"trial_key": "x", "tune_key": "0123456789abcdef", "params": {"a": 10}, "best_valid_score": 9.0})
+    trained.clear()
+    tuning.run_search(tuning.TuneTask("L", "d", space, max_evals=4, seed=7), legacy_store)
+    assert len(trained) == 2 and {c[3]["a"] for c in trained}.isdisjoint({p["a"] for p in first6[:2]})
+    # another seed is another trial; another dataset named "ml-100k-llm" shares no file with "ml-100k"
+    trained.clear()
+    tuning.run_search(tuning.TuneTask("M", "ml-100k", space, max_evals=6, seed=8, force=True), store)
+    assert len(trained) == 6
+    trained.clear()
+    tuning.run_search(tuning.TuneTask("M", "ml-100k-llm", space, max_evals=6, seed=7), store)
+    assert len(trained) == 6
+    # another store counts only when named in reuse_from
+    trained.clear()
+    tuning.run_search(tuning.TuneTask("M", "ml-100k", space, max_evals=8, seed=7), Store(tmp_path / "other"))
+    assert len(trained) == 8
+    trained.clear()
+    doc = tuning.run_search(tuning.TuneTask("M", "ml-100k", space, max_evals=8, seed=7,
+                                            reuse_from=[str(tmp_path / "s")]), Store(tmp_path / "third"))
+    assert len(trained) == 0 and doc["budget"]["evaluated"] == 8
+
+
+def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):
+    """Only the budget and the algorithm may change without --force: another grid is refused."""
+    from recbole_recgoat.errors import InputError
+
+    monkeypatch.setattr(tuning, "_trial_objective", lambda task, store, trials, values, reusable=None: {
+        "trial_key": str(values), "params": values, "valid_metric": "recall@20", "valid_score_bigger": True,
+        "best_valid_score": 0.5, "best_valid_result": {"recall@20": 0.5}, "best_epoch": 0, "epochs_run": 1})
+    store = Store(tmp_path / "s")
+    tuning.run_search(tuning.TuneTask("M", "d", {"a": [1, 2]}, max_evals=2), store)
+    with pytest.raises(InputError, match="tuned with other settings"):
+        tuning.check_existing(tuning.TuneTask("M", "d", {"a": [1, 2, 3]}, max_evals=2), store)
+    assert tuning.check_existing(tuning.TuneTask("M", "d", {"a": [1, 2]}, max_evals=5), store) is None

@@ -11,6 +11,7 @@ options given on the command line win over the yaml.
 """
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -54,6 +55,8 @@ def build_parser():
     run.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds (instead of --seeds)")
     run.add_argument("--base-seed", type=int, default=None, help="first seed of --seeds (default 999, the protocol's)")
     run.add_argument("--variants", default=None, help="yaml of named variants {name: {model: M, key: value}}")
+    run.add_argument("--rows", nargs="+", default=None,
+                     help="only these rows (models or variants of the grid), e.g. to run a grid's part first")
     run.add_argument("--use-tuned", action="store_true", default=None, help="use <store>/tuned/<model>-<dataset>.yaml")
     run.add_argument("--dry-run", action="store_true", help="list the cells and what is finished; run nothing")
 
@@ -170,7 +173,7 @@ def cmd_run(args, doc):
     from recbole_recgoat.benchmark.tuning import tuned_for
 
     store = _store(args, doc, write=not args.dry_run)
-    entries = build_entries(_listify(_pick(args.models, doc, "models")), _variants(args, doc))
+    entries = _only_rows(build_entries(_listify(_pick(args.models, doc, "models")), _variants(args, doc)), args.rows)
     datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
     check_keys(entries, datasets[0], overrides=_overrides(args, doc))
     seeds = args.seed_list if args.seed_list else _pick(args.seeds, doc, "seeds", 1)
@@ -178,12 +181,23 @@ def cmd_run(args, doc):
     use_tuned = _pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune")))
     tuned = tuned_for(store, entries, datasets) if use_tuned else None
     cells = build_cells(entries, datasets, seeds, _listify(_pick(args.config_files, doc, "config_files")),
-                        _overrides(args, doc), tuned)
+                        _overrides(args, doc), tuned, known_datasets=_listify(doc.get("datasets")))
     if not args.dry_run:
         preflight(cells)  # every row x dataset and seed checked before the first cell
         with store.writer("benchmark run"):
             return _run_cells(args, doc, store, cells, seeds, entries, datasets)
     return _run_cells(args, doc, store, cells, seeds, entries, datasets)
+
+
+def _only_rows(entries, rows):
+    """``entries`` limited to the names of ``--rows`` (all of them when it is not given)."""
+    if not rows:
+        return entries
+    names = [e.name for e in entries]
+    unknown = [r for r in rows if r not in names]
+    if unknown:
+        raise InputError(f"--rows {' '.join(unknown)}: not a row of this grid; expected some of {', '.join(names)}")
+    return [e for e in entries if e.name in rows]
 
 
 def _run_cells(args, doc, store, cells, seeds, entries, datasets):
@@ -228,8 +242,18 @@ def tune_tasks(args, doc):
                                   max_evals=_pick(args.max_evals, tdoc, "max_evals", 10),
                                   seed=_pick(args.tune_seed, tdoc, "seed", 999),
                                   config_files=_listify(_pick(args.config_files, doc, "config_files")),
-                                  overrides=overrides, force=bool(args.force)))
+                                  overrides=overrides, force=bool(args.force),
+                                  reuse_from=_reuse_from(tdoc)))
     return tasks
+
+
+def _reuse_from(tdoc):
+    """``tune: reuse_from: [store, ...]``: stores whose trials of the same searches count (folders)."""
+    stores = _listify(tdoc.get("reuse_from")) or []
+    for path in stores:
+        if not os.path.isdir(os.path.join(str(path), "tuning")):
+            raise InputError(f"tune.reuse_from: {path}: no tuning/ folder there; expected a benchmark store")
+    return stores
 
 
 def cmd_tune(args, doc):

@@ -212,12 +212,14 @@ def check_keys(entries, dataset=DEFAULT_DATASET, search_spaces=None, overrides=N
         check_values({**e.overrides, **(overrides or {})}, e.model, e.model in plugin_models())
 
 
-def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tuned=None):
+def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tuned=None, known_datasets=None):
     """Every cell, in order entry-major then dataset then seed.
 
     ``seeds``: a list for every dataset, or ``{dataset: [seeds]}`` (:func:`parse_seeds`).
     ``tuned`` maps ``(model, dataset)`` to ``(params, info)``; tuned params sit below a variant's
-    overrides.  An entry with ``datasets`` runs on those only (each must be a benchmark dataset).
+    overrides.  An entry with ``datasets`` runs on those only; each must be a benchmark dataset
+    (``known_datasets``, the benchmark yaml's, default ``datasets``: a ``--datasets`` subset of them
+    runs the entries that name it and skips the others).
     """
     files = [os.path.abspath(p) for p in (config_files or [])]
     for p in files:
@@ -225,11 +227,12 @@ def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tun
             raise InputError(f"--config_files: {p} does not exist; expected a yaml file")
     datasets = list(datasets or [DEFAULT_DATASET])
     cells = []
+    known = list(dict.fromkeys(list(known_datasets or []) + datasets))
     for entry in entries:
-        unknown = [d for d in entry.datasets or [] if d not in datasets]
+        unknown = [d for d in entry.datasets or [] if d not in known]
         if unknown:
             raise InputError(f"variants: {entry.name}: datasets {', '.join(unknown)} not in the benchmark's datasets "
-                             f"({', '.join(datasets)}); expected a subset")
+                             f"({', '.join(known)}); expected a subset")
         for dataset in [d for d in datasets if entry.datasets is None or d in entry.datasets]:
             params, info = (tuned or {}).get((entry.model, dataset), ({}, None))
             config_dict = {**params, **entry.overrides}

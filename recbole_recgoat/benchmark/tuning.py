@@ -24,10 +24,20 @@ evaluated on it.  The chosen parameters, the budget and every trial (validation 
 go to ``<store>/tuned/<model>-<dataset>.yaml``; ``run --use-tuned`` reads them.  Trials are also
 appended to ``<store>/tuning/<model>-<dataset>-<tune_key>.jsonl`` as they finish, so a killed
 tuning resumes without re-training the trials it had finished.
+
+A trial's result depends on the model, the dataset, its parameters, the seed, the overrides and the
+config files, not on the budget or the algorithm that proposed it (its ``run_key``).  So a search
+that only raises the budget (or changes the algorithm) of an earlier one reuses that search's
+finished trials: with ``exhaustive``, 10 trials are the 6 of a budget of 6 plus the next 4 grid
+points.  The reused trial is copied into the new search's file with ``reused_from`` (its first
+tune key and store); its ``train_time_s`` is the original one.  ``reuse_from`` (the benchmark
+yaml's ``tune: reuse_from: [store, ...]``) names other stores whose trials count the same way (a
+grid run in its own store first).  A change of model code that changes numbers needs a fresh store.
 """
 
 import contextlib
 import os
+import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -85,7 +95,7 @@ class TuneTask:
     """One (model, dataset) search; picklable, run by :func:`tune_job` in any backend."""
 
     def __init__(self, model, dataset, space, algo="exhaustive", max_evals=10, seed=999,
-                 config_files=None, overrides=None, force=False):
+                 config_files=None, overrides=None, force=False, reuse_from=None):
         if algo not in ALGOS:
             raise InputError(f"--algo {algo}: unknown; expected one of {', '.join(ALGOS)}")
         if int(max_evals) < 1:
@@ -95,26 +105,69 @@ class TuneTask:
         self.config_files = [os.path.abspath(p) for p in (config_files or [])]
         self.overrides = dict(overrides or {})
         self.force = force
-        self.key = short_hash({
-            "model": model, "dataset": dataset, "space": self.space, "algo": algo,
-            "max_evals": self.max_evals, "seed": self.seed, "overrides": self.overrides,
-            "config_files": [file_digest(p) for p in self.config_files],
-        })
+        self.reuse_from = [os.path.abspath(p) for p in (reuse_from or [])]
+        self._digests = [file_digest(p) for p in self.config_files]
+        self.key = self.key_with(algo, self.max_evals)
         self.entry = model
+
+    def key_with(self, algo, max_evals):
+        """The tune key of this search with another algorithm or budget."""
+        return short_hash({
+            "model": self.model, "dataset": self.dataset, "space": self.space, "algo": algo,
+            "max_evals": int(max_evals), "seed": self.seed, "overrides": self.overrides,
+            "config_files": self._digests,
+        })
+
+    def run_key(self, params):
+        """What a trial's result depends on: model, dataset, parameters, seed, overrides, config files."""
+        return short_hash({
+            "model": self.model, "dataset": self.dataset, "params": dict(params), "seed": self.seed,
+            "overrides": self.overrides, "config_files": self._digests,
+        })
+
+    def other_budget_keys(self, largest=200):
+        """Tune keys of the same search (grid, seed, overrides, config files) with another algorithm
+        or a budget of 1 .. ``largest`` trials: their trials are this search's trials."""
+        keys = {self.key_with(a, m) for a in ALGOS for m in range(1, max(largest, self.max_evals) + 1)}
+        keys.discard(self.key)
+        return keys
 
     def describe(self):
         return f"tune {self.model} on {self.dataset} ({self.algo}, budget {self.max_evals}) [{self.key}]"
 
     def as_dict(self):
         return {k: getattr(self, k) for k in ("model", "dataset", "space", "algo", "max_evals", "seed",
-                                               "config_files", "overrides", "force")}
+                                               "config_files", "overrides", "force", "reuse_from")}
 
     @classmethod
     def from_dict(cls, d):
         return cls(**d)
 
 
-def _trial_objective(task, store, trials, values):
+def reusable_trials(task, store):
+    """``{run_key: (trial, store_root)}``: finished trials of the same search under another budget
+    or algorithm, in ``store`` and the stores of ``task.reuse_from`` (first found wins)."""
+    pattern = re.compile(rf"^{re.escape(task.model)}-{re.escape(task.dataset)}-([0-9a-f]{{16}})\.jsonl$")
+    same_search = task.other_budget_keys()
+    found = {}
+    for root in [str(store.root)] + [r for r in task.reuse_from if os.path.abspath(r) != os.path.abspath(str(store.root))]:
+        folder = Path(root) / "tuning"
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            m = pattern.match(path.name)
+            if not m or m.group(1) == task.key:
+                continue
+            for t in read_lines(path)[0]:
+                run_key = t.get("run_key")
+                if run_key is None and m.group(1) in same_search:
+                    run_key = task.run_key(t["params"])  # written before run keys: same search, so same identity
+                if run_key is not None:
+                    found.setdefault(run_key, (t, root))
+    return found
+
+
+def _trial_objective(task, store, trials, values, reusable=None):
     """Train one configuration and return its VALIDATION result (the test split is never read)."""
     from recbole_recgoat import quick_start
 
@@ -122,6 +175,17 @@ def _trial_objective(task, store, trials, values):
     for t in trials:
         if t["trial_key"] == trial_key:
             return t
+    run_key = task.run_key(values)
+    if reusable and run_key in reusable:
+        earlier, root = reusable[run_key]
+        trial = dict(earlier)
+        trial.pop("checksum", None)
+        trial.update({"trial_key": trial_key, "tune_key": task.key, "run_key": run_key,
+                      "reused_from": dict(earlier.get("reused_from") or
+                                          {"tune_key": earlier["tune_key"], "store": os.path.basename(root)})})
+        append_line(store.trials_path(task.model, task.dataset, task.key), trial)
+        trials.append(trial)
+        return trial
     cmd_args = dict(task.overrides)
     cmd_args["seed"] = task.seed
     cmd_args["checkpoint_dir"] = str(store.root / "tuning" / "checkpoints" / task.key)
@@ -131,6 +195,7 @@ def _trial_objective(task, store, trials, values):
     trial = {
         "trial_key": trial_key,
         "tune_key": task.key,
+        "run_key": run_key,
         "model": task.model,
         "dataset": task.dataset,
         "params": values,
@@ -170,7 +235,8 @@ def tune_job(task, store_root, threads=None):
 def check_existing(task, store):
     """The tuned document of ``task`` if it exists with the same settings; None if there is none.
 
-    Raises :class:`InputError` when one exists with other settings (unless ``task.force``).
+    Raises :class:`InputError` when one exists with other settings (unless ``task.force``); the same
+    search with another budget or algorithm is not a conflict: it is re-run, reusing its trials.
     """
     path = store.tuned_path(task.model, task.dataset)
     if not path.exists() or task.force:
@@ -178,6 +244,8 @@ def check_existing(task, store):
     existing = load_yaml(path)
     if existing.get("tune_key") == task.key:
         return existing
+    if existing.get("tune_key") in task.other_budget_keys():
+        return None
     raise InputError(
         f"{path}: tuned with other settings (tune_key {existing.get('tune_key')} != {task.key}); "
         "expected --force to re-tune, or a separate --store"
@@ -194,6 +262,7 @@ def run_search(task, store):
     store.root.mkdir(parents=True, exist_ok=True)
     trials_file = store.trials_path(task.model, task.dataset, task.key)
     trials, _ = read_lines(trials_file)
+    reusable = reusable_trials(task, store)
     evaluated = []
     if not task.space:
         doc = _document(task, {}, None, [], note=f"no search_space for {task.model}: its defaults are used")
@@ -208,10 +277,12 @@ def run_search(task, store):
 
         def objective(config_dict, _fixed_config_file_list=None):
             values = {n: task.space[n][int(config_dict[n])] for n in names}
-            trial = _trial_objective(task, store, trials, values)
+            trial = _trial_objective(task, store, trials, values, reusable)
             evaluated.append(trial)
+            reused = " (reused: same trial under budget/algorithm of tune key " \
+                f"{trial['reused_from']['tune_key']})" if trial.get("reused_from") else ""
             print(f"[tune {task.model}/{task.dataset}] trial {len(evaluated)}/{budget}: {values} -> "
-                  f"valid {trial['valid_metric']} {trial['best_valid_score']:.4f}", file=console, flush=True)
+                  f"valid {trial['valid_metric']} {trial['best_valid_score']:.4f}{reused}", file=console, flush=True)
             return {"model": task.model, "best_valid_score": trial["best_valid_score"],
                     "valid_score_bigger": trial["valid_score_bigger"],
                     "best_valid_result": trial["best_valid_result"], "test_result": None}

@@ -3,6 +3,7 @@ over seeds), the best and runner-up of each column, paired tests across seeds an
 costs, dataset statistics, protocol and provenance, validation curves."""
 
 import math
+import os
 from collections import OrderedDict, defaultdict
 
 import numpy as np
@@ -63,7 +64,8 @@ def feature_label(record, labels=None):
     """The feature set a record's model read, in words: ``text (MiniLM) + audio (VGGish, L2); users:
     offline summary`` from ``record["features"]`` (``{"items": [...], "users": bool}``), the loader's
     ``feature_norm`` and ``labels`` (``{modality or "user": description}``, the leaderboard yaml's
-    ``feature_labels`` of the dataset; default the modality's name).  ``IDs only`` for a model that
+    ``feature_labels`` of the dataset; default the modality's name; ``"user:<file>"`` names the user
+    features read from ``user_feature_file: <file>``, ``"user"`` the others).  ``IDs only`` for a model that
     reads no feature; ``n/a`` for records made before the field existed."""
     feats = record.get("features")
     if feats is None:
@@ -78,7 +80,8 @@ def feature_label(record, labels=None):
         items.append(text)
     out = " + ".join(items) or "IDs only"
     if feats.get("users"):
-        out += "; users: " + str(labels.get("user", "user features"))
+        user_file = os.path.basename(str((record.get("config") or {}).get("user_feature_file") or ""))
+        out += "; users: " + str(labels.get(f"user:{user_file}", labels.get("user", "user features")))
     return out
 
 
@@ -270,6 +273,8 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
                   "protocol": protocol_of(all_recs), "tables": []}
         table_specs = tables or default_tables(list(rows_by_name), rows_by_name)
         for spec in table_specs:
+            if not table_on(spec, dataset):
+                continue
             names = [n for n in spec["rows"] if n in rows_by_name]
             pending = [n for n in spec["rows"] if n not in rows_by_name and n in expected.get(dataset, ())]
             if not names:
@@ -296,11 +301,19 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
     return out
 
 
+def table_on(spec, dataset):
+    """Whether a table of the leaderboard yaml is shown on ``dataset`` (its ``datasets:``, if any)."""
+    only = spec.get("datasets")
+    return not only or dataset in ([only] if isinstance(only, str) else only)
+
+
 def pending_dataset(dataset, names, tables, headline):
     """A dataset of the configuration without any record yet: its tables, every row pending."""
     specs = tables or [{"title": "Overall", "rows": list(names)}]
     ds_tables = []
     for spec in specs:
+        if not table_on(spec, dataset):
+            continue
         pending = [n for n in spec["rows"] if n in names]
         if pending:
             ds_tables.append({"title": spec["title"], "sort": spec.get("sort", "score"), "rows": [], "pending": pending,

@@ -25,6 +25,8 @@ def make_figures(board, fig_dir, columns=None):
         cols = shown_columns(ds, columns)
         for table in ds["tables"]:
             rows = table["rows"]
+            if not rows or not cols:  # every row pending (a dataset the grid has not reached yet)
+                continue
             names = [r["name"] for r in rows]
             ncol = len(cols)
             fig, axes = plt.subplots(1, ncol, figsize=(max(3.2 * ncol, 6), 3.6 + 0.12 * len(rows)), squeeze=False)
