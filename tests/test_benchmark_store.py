@@ -226,3 +226,41 @@ def test_part_of_a_grid_runs_alone(tmp_path, capsys, monkeypatch):
     (tmp_path / "b.yaml").write_text("models: [BPR]\ndatasets: [lastfm-2k]\n"
                                      "variants:\n  BPR-wd: {model: BPR, weight_decay: 0.1, datasets: [ml-10m]}\n")
     assert main(["run", "--config", "b.yaml", "--store", "s", "--dry-run"]) == 2
+
+
+def test_rows_with_equal_settings_train_once(tmp_path, capsys, monkeypatch):
+    """Two rows whose settings are equal as written (tuned parameters + overrides; e.g. an ablation
+    switch the tuning had already chosen) are one run: trained once, stored for both rows with
+    ``same_run_as``, per-user values equal; a row that changes a value trains."""
+    from recbole_recgoat.benchmark.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    head = "models: [BPR]\ndatasets: [lastfm-2k]\nseeds: 1\noverrides: {epochs: 1, state: WARNING}\nvariants:\n"
+    rows = "  BPR-a: {model: BPR, weight_decay: 0.5}\n  BPR-same: {model: BPR, weight_decay: 0.5}\n"
+    (tmp_path / "b.yaml").write_text(head + rows)
+    assert main(["run", "--config", "b.yaml", "--store", "s", "--dry-run"]) == 0
+    assert "BPR-same on lastfm-2k seed 999" in capsys.readouterr().out.split("(same run as BPR-a on lastfm-2k")[0]
+    assert main(["run", "--config", "b.yaml", "--store", "s", "--jobs", "1"]) == 0
+    store = Store("s")
+    recs = {r["variant"]: r for r in store.records()}
+    assert set(recs) == {"BPR", "BPR-a", "BPR-same"}
+    assert [e[2]["entry"] for e in store.run_events() if e[0] == "start"] == ["BPR", "BPR-a"]  # BPR-same copied
+    assert recs["BPR-same"]["same_run_as"] == {"key": recs["BPR-a"]["key"], "variant": "BPR-a"}
+    assert recs["BPR-same"]["test_result"] == recs["BPR-a"]["test_result"] and "same_run_as" not in recs["BPR"]
+    assert recs["BPR-same"]["key"] != recs["BPR-a"]["key"]
+    a, b = store.load_per_user(recs["BPR-a"]), store.load_per_user(recs["BPR-same"])
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # a row added later, equal to a stored record, is copied without training; another value trains
+    (tmp_path / "b.yaml").write_text(head + rows + "  BPR-later: {model: BPR, weight_decay: 0.5}\n"
+                                     "  BPR-other: {model: BPR, weight_decay: 0.25}\n")
+    assert main(["run", "--config", "b.yaml", "--store", "s", "--jobs", "1"]) == 0
+    assert [e[2]["entry"] for e in store.run_events() if e[0] == "start"] == ["BPR", "BPR-a", "BPR-other"]
+    recs = {r["variant"]: r for r in Store("s").records()}
+    assert recs["BPR-later"]["same_run_as"]["variant"] == "BPR-a"
+    # the leaderboard says which rows are the same runs, and builds with them (identical rows' tests)
+    from recbole_recgoat.benchmark.leaderboard import build
+
+    paths = build(Store("s"), tmp_path / "board", figures=False,
+                  tables=[{"title": "T", "rows": ["BPR", "BPR-a", "BPR-same", "BPR-later", "BPR-other"]}])
+    page = (tmp_path / "board" / "leaderboard-lastfm-2k.md").read_text()
+    assert "BPR-same = BPR-a" in page and "BPR-later = BPR-a" in page and paths["md"].exists()

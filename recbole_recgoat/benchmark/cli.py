@@ -205,6 +205,8 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
 
     finished = store.finished_keys()
     todo = [c for c in cells if c.key not in finished]
+    copies = runner.same_runs(todo, store)  # rows whose settings equal another row's: trained once
+    todo = [c for c in todo if c.key not in copies]
     jobs, threads = _parallel(args, doc, len(todo))
     per_seed = (", ".join(f"{d} {len(s)}" for d, s in seeds.items()) if isinstance(seeds, dict) else len(seeds))
     _say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets, seeds: {per_seed}): "
@@ -212,12 +214,19 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
          f"backend {_pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
     if args.dry_run:
         for c in cells:
-            print(("done  " if c.key in finished else "todo  ") + c.describe())
+            same = f" (same run as {copies[c.key][1].describe()})" if c.key in copies else ""
+            print(("done  " if c.key in finished else "todo  ") + c.describe() + same)
         return 0
+    ok, failed = 0, 0
+    if todo:
+        ok, failed = runner.execute(todo, store, jobs=jobs, threads=threads,
+                                    backend=_pick(args.backend, doc, "backend", "local"),
+                                    ray_address=_pick(args.ray_address, doc, "ray_address"))
+    if copies:
+        n = runner.record_same_runs(copies, store)
+        _say(f"{n} of {len(copies)} rows recorded as the same run as another row (equal settings, not trained twice)")
     if not todo:
         return 0
-    ok, failed = runner.execute(todo, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
-                                ray_address=_pick(args.ray_address, doc, "ray_address"))
     _say(f"{ok} cells finished, {failed} failed" + (f" (see {store.root / 'failures.jsonl'})" if failed else ""))
     return 1 if failed else 0
 

@@ -48,6 +48,47 @@ def _say(msg):
     print(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def same_runs(todo, store):
+    """``{cell key: (cell, the cell it copies)}`` for the cells of ``todo`` whose settings as
+    written (dataset, seed, tuned parameters + overrides, benchmark overrides, config files; the
+    :attr:`~recbole_recgoat.benchmark.spec.Cell.run_key`) equal a stored record's or an earlier
+    cell's of ``todo``: a variant whose switch the tuning already chose, say ``lambda_ot: 0`` when
+    the tuned ``lambda_ot`` is 0.  Such a cell is not trained again (:func:`record_same_runs`)."""
+    from recbole_recgoat.benchmark.spec import Cell
+
+    first = {}
+    for rec in store.records():
+        cell = Cell.from_dict(rec["cell"]) if rec.get("cell") else None
+        if cell is not None:
+            first.setdefault(cell.run_key, cell)
+    copies = {}
+    for cell in todo:
+        earlier = first.setdefault(cell.run_key, cell)
+        if earlier is not cell:
+            copies[cell.key] = (cell, earlier)
+    return copies
+
+
+def record_same_runs(copies, store):
+    """Store, for each ``{key: (cell, source cell)}`` whose source has a record, that record under
+    the cell's key and row name, marked ``same_run_as`` (per-user values copied too).  Returns
+    how many were written; one whose source failed waits for the next run."""
+    by_key = {r["key"]: r for r in store.records()}
+    written = 0
+    for key, (cell, source) in copies.items():
+        rec = by_key.get(source.key)
+        if rec is None or key in by_key:
+            continue
+        copy = {k: v for k, v in rec.items() if k not in ("checksum", "per_user_file", "schema")}
+        copy.update({"key": cell.key, "setting": cell.setting, "variant": cell.entry, "cell": cell.as_dict(),
+                     "tuning": cell.tuning, "same_run_as": {"key": source.key, "variant": source.entry}})
+        per_user = store.load_per_user(rec)
+        if store.append_record(copy, per_user):
+            store.log_event("same_run", cell.key, entry=cell.entry, seed=cell.seed, source=source.key)
+            written += 1
+    return written
+
+
 class GridProgress:
     """Cells done of ``total`` and the ETA of the rest, from the wall time since ``start``: tqdm's
     meter (:func:`~recbole_recgoat.utils.console.meter`), one line per finished cell (a log, not a

@@ -133,6 +133,14 @@ class Cell:
         self.setting = short_hash(self.identity(False))
         return self
 
+    @property
+    def run_key(self):
+        """The identity without the row's name: two rows whose settings come out the same on a
+        dataset and seed (e.g. an ablation switch the tuning had already chosen) are one run."""
+        ident = self.identity(True)
+        ident.pop("variant")
+        return short_hash(ident)
+
     def run_kwargs(self, checkpoint_dir):
         """Arguments of :func:`recbole_recgoat.quick_start.run` for this cell."""
         cmd_args = dict(self.overrides)

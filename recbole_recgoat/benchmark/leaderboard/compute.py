@@ -115,6 +115,7 @@ def summarize_row(name, recs, metrics, feature_labels=None):
         "variant": first["variant"] != first["model"],
         "setting": first.get("setting"),
         "keys": [r["key"] for r in recs],
+        "same_run_as": sorted({r["same_run_as"]["variant"] for r in recs if r.get("same_run_as")}),
         "seeds": seeds,
         "n": len(recs),
         "test": test,

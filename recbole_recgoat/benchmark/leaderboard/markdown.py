@@ -205,6 +205,10 @@ def table_lines(table, dname, cols, head, figs):
         imp = [table["improvement_pct"].get(c) for c in cols]
         lines.append("| *Improv. best vs runner-up* | " + " | ".join(
             "n/a" if v is None else f"{v:+.2f}% ({best[c]} vs {table['runner_up'][c]})" for v, c in zip(imp, cols)) + " | | |")
+    same = [f"{r['name']} = {', '.join(r['same_run_as'])}" for r in rows if r.get("same_run_as")]
+    if same:
+        lines += ["", "Same runs (settings equal as written, e.g. a switch the tuning had already chosen; trained "
+                  "once, `same_run_as` in the store): " + "; ".join(same) + "."]
     bar = figs.get(f"{dname}/{table['title']}/bars")
     if bar:
         lines += ["", f"![{table['title']}: test metrics]({bar})"]
