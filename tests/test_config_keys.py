@@ -74,6 +74,8 @@ def test_every_plugin_key_has_a_rule_and_every_default_passes_it():
         missing = sorted(keys - shared - own)
         assert missing == [], f"{model}: add a rule for {missing} to the rules: block of properties/model/{model}.yaml"
         assert sorted(own - keys) == [], f"{model}: a rule for a key its yaml does not have checks nothing"
+        space = load_yaml(REPO / "properties" / "model" / f"{model}.yaml").get("search_space") or {}
+        assert sorted(set(space) - keys - overall) == [], f"{model}: search_space keys that nothing defaults"
     assert sorted(shared - known_anywhere()) == []  # a rule for a key nobody has would check nothing
     for model in MODELS:
         for dataset in ("lastfm-2k", "ml-100k"):

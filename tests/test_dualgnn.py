@@ -86,7 +86,7 @@ def test_weighted_sum_fusion_and_reference_switch(tmp_path):
     with torch.no_grad():
         net.user_modality_weight.copy_(torch.rand_like(net.user_modality_weight))
         ref.user_modality_weight.copy_(net.user_modality_weight)
-        (users, items, parts), (ru, ri, rp) = net.forward(), ref.forward()
+        (users, items, parts), (_, ri, rp) = net.forward(), ref.forward()
     ht, ha = parts["modality_nodes"]["text"], parts["modality_nodes"]["audio"]
     nu, a = net.n_users, net.user_modality_weight[:, :, 0]
     assert users.shape == (nu, net.embedding_size) and items.shape == (net.n_items, net.embedding_size)
