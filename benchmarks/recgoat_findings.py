@@ -72,7 +72,8 @@ def fmt_p(p):
 def rows_table(dataset, rows, focus="RecGOAT"):
     base = rows.get(focus)
     names = [focus] + sorted(n for n, recs in rows.items() if n != focus and recs[0]["model"] == "RecGOAT")
-    out = [f"| row | seeds | Recall@20 | NDCG@20 | diff R@20 vs {focus} | p (paired t) |", "|---|---:|---:|---:|---:|---:|"]
+    out = [f"| row | seeds | Recall@20 | NDCG@20 | diff R@20 vs {focus} | p (paired t) | valid Recall@20 |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
     for n in names:
         if n not in rows:
             continue
@@ -86,7 +87,8 @@ def rows_table(dataset, rows, focus="RecGOAT"):
         else:
             _, d, p = paired(recs, base, "recall@20")
             diff, p = (f"{d:+.4f}" if d is not None else "n/a"), fmt_p(p)
-        out.append(f"| {n} | {len(recs)} | {cells[0]} | {cells[1]} | {diff} | {p} |")
+        valid, _ = mean_of(recs, lambda r: r.get("best_valid_score"))  # what a choice between rows may read
+        out.append(f"| {n} | {len(recs)} | {cells[0]} | {cells[1]} | {diff} | {p} | {fmt_num(valid)} |")
     return out
 
 
@@ -126,10 +128,18 @@ def versus_baselines(rows, focus="RecGOAT"):
 
 
 def tuning_table(store, dataset, model="RecGOAT"):
-    trials = []
-    for path in sorted(glob.glob(str(store.root / "tuning" / f"{model}-{dataset}-*.jsonl"))):
-        with open(path, encoding="utf-8") as f:
-            trials += [json.loads(line) for line in f if line.strip()]
+    """The trials of the search that chose the tuned parameters (the tuned file's tune key; an
+    earlier budget's file or another dataset's whose name starts alike are not read)."""
+    from recbole_recgoat.benchmark.store import read_lines
+    from recbole_recgoat.benchmark.tuning import load_tuned
+
+    tuned = load_tuned(store, model, dataset)
+    if tuned is not None and tuned[1].get("tune_key"):
+        paths = [store.trials_path(model, dataset, tuned[1]["tune_key"])]
+    else:  # a search still running: its files (exactly this dataset's)
+        paths = sorted(p for p in glob.glob(str(store.root / "tuning" / f"{model}-{dataset}-*.jsonl"))
+                       if len(os.path.basename(p)) == len(f"{model}-{dataset}-") + 16 + len(".jsonl"))
+    trials = [t for p in paths for t in read_lines(p)[0]]
     if not trials:
         return []
     out = ["| trial | parameters | valid Recall@20 | best epoch |", "|---:|---|---:|---:|"]
