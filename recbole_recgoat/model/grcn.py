@@ -54,8 +54,9 @@ edges ``(u_e, i_e)``, ``e = 1..E``, ``N(u)`` / ``N(i)`` a user's items / an item
 
   (``mean(P_1^2)`` over ALL users: the reference adds it for its first, visual, modality.)
 
-Vectorised over the edge list (gathers and ``index_add``; memory ``O(E (d + M C))``), no dense
-``users x items`` matrix. Any number of modalities.
+Vectorised over the edge list: every edge sum ``sum_{i in N(u)} w_ui x_i`` and every edge dot
+product ``p_u . x_i`` is a sparse CSR kernel (:class:`~recbole_recgoat.model.layers.graph.BipartiteEdgeOps`,
+SpMM and SDDMM; memory ``O(E M)``), no dense ``users x items`` matrix. Any number of modalities.
 
 Deviations from the reference code (MMRec ``grcn.py``):
 
@@ -85,7 +86,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_recgoat.model.abstract import GraphRecommender
-from recbole_recgoat.model.layers.graph import edge_softmax
+from recbole_recgoat.model.layers.graph import BipartiteEdgeOps, edge_softmax
 from recbole_recgoat.model.layers.losses import bpr_loss
 
 
@@ -126,6 +127,7 @@ class GRCN(GraphRecommender):
             self.confidence = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users + self.n_items, n_mod)))
         else:
             self.confidence = None
+        self.edges = BipartiteEdgeOps(self.train_users, self.train_items, self.n_users, self.n_items)
 
     # -- refinement --------------------------------------------------------------------------
     def content_features(self, modality):
@@ -134,13 +136,11 @@ class GRCN(GraphRecommender):
 
     def route(self, pref, feat):
         """``R`` routing iterations: ``p_u <- normalize(p_u + sum_{i in N(u)} softmax_{N(u)}(p_u . x_i) x_i)``."""
-        u, i = self.train_users, self.train_items
         if not self.route_to_users:  # the reference: messages reach the items, the users get 0
             return pref
-        feat_e = feat.index_select(0, i)  # [E, C]
         for _ in range(self.num_routing):
-            a = edge_softmax((pref.index_select(0, u) * feat_e).sum(dim=1), u, num_nodes=self.n_users)
-            pref = F.normalize(pref + torch.zeros_like(pref).index_add(0, u, a[:, None] * feat_e), dim=1)
+            a = edge_softmax(self.edges.dot(pref, feat), self.train_users, num_nodes=self.n_users)
+            pref = F.normalize(pref + self.edges.to_users(a, feat), dim=1)
         return pref
 
     def modality_graph(self, modality):
@@ -151,12 +151,11 @@ class GRCN(GraphRecommender):
         u, i = self.train_users, self.train_items
         feat = self.content_features(modality)
         pref = self.route(F.normalize(self.preference[modality], dim=1), feat)
-        pref_e, feat_e = pref.index_select(0, u), feat.index_select(0, i)  # [E, C] (index_select: its backward is index_add)
-        s = (pref_e * feat_e).sum(dim=1)
+        s = self.edges.dot(pref, feat)  # [E]: p_u . x_i
         alpha_ui = edge_softmax(s, i, num_nodes=self.n_items)
         alpha_iu = edge_softmax(s, u, num_nodes=self.n_users)
-        users = pref + torch.zeros_like(pref).index_add(0, u, alpha_iu[:, None] * feat_e)
-        items = feat + torch.zeros_like(feat).index_add(0, i, alpha_ui[:, None] * pref_e)
+        users = pref + self.edges.to_users(alpha_iu, feat)
+        items = feat + self.edges.to_items(alpha_ui, pref)
         return users, items, alpha_ui, alpha_iu
 
     def edge_weights(self, alpha_ui, alpha_iu):
@@ -176,14 +175,10 @@ class GRCN(GraphRecommender):
 
     def refined_propagation(self, w_ui, w_iu):
         """``sum_{l=0..L} h^l`` over the refined graph, ``h^0 = normalize(E)``: ``[n_users + n_items, d]``."""
-        u, i = self.train_users, self.train_items
         h_u, h_i = torch.split(F.normalize(self.ego_embeddings(), dim=1), [self.n_users, self.n_items])
         acc_u, acc_i = h_u, h_i
         for _ in range(self.n_ui_layers):
-            h_u, h_i = (
-                torch.zeros_like(h_u).index_add(0, u, w_iu[:, None] * h_i.index_select(0, i)),
-                torch.zeros_like(h_i).index_add(0, i, w_ui[:, None] * h_u.index_select(0, u)),
-            )
+            h_u, h_i = self.edges.to_users(w_iu, h_i), self.edges.to_items(w_ui, h_u)
             acc_u, acc_i = acc_u + h_u, acc_i + h_i
         return acc_u, acc_i
 
