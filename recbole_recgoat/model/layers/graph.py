@@ -42,7 +42,7 @@ def edge_softmax(src, index, num_nodes):
     The forward is PyTorch Geometric's ``torch_geometric.utils.softmax(src, index, num_nodes=...)``
     op for op (shift by the node's maximum, ``exp``, node sums ``+ 1e-16``; bit-identical); the
     backward is one fused ``y * (g - sum_node(g y))`` instead of autograd through its seven ops:
-    1.0 ms against ~0.5 ms per softmax forward + backward on Last.fm-2K's 44,327 edges (one thread,
+    0.76 ms against 0.59 ms per softmax forward + backward on Last.fm-2K's 44,327 edges (one thread,
     ``benchmarks/profile_step.py GRCN``: GRCN runs ``M (R + 2)`` of them per step, 10 on Last.fm-2K).
     """
     return _EdgeSoftmax.apply(src, index, int(num_nodes))
@@ -51,7 +51,9 @@ def edge_softmax(src, index, num_nodes):
 class _EdgeSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, src, index, num_nodes):
-        node_max = src.new_zeros(num_nodes).scatter_reduce_(0, index, src, reduce="amax", include_self=False)
+        # PyG's include_self=False max, at half the cost (0.10 against 0.21 ms on 44 k edges): the
+        # -inf start changes only the nodes without edges, which no edge reads
+        node_max = src.new_full((num_nodes,), -float("inf")).scatter_reduce_(0, index, src, reduce="amax", include_self=True)
         e = (src - node_max.index_select(0, index)).exp()
         node_sum = src.new_zeros(num_nodes).scatter_add_(0, index, e) + 1e-16
         y = e / node_sum.index_select(0, index)
@@ -309,25 +311,46 @@ class BipartiteEdgeOps(nn.Module):
 
     Same sums in another order: equal to float tolerance (not bit-identical).
 
-    The values ``w`` and the outputs of :meth:`dot` are in the edge list's own order.
+    ``copies = M`` stacks ``M`` copies of the graph side by side (block-diagonal: copy ``k``'s users
+    are rows ``k n_users ..``, its items ``k n_items ..``, its edges ``k E ..``), so that ``M``
+    modalities' computations over the same graph run as one kernel call each (tensors
+    ``[M n_users, C]``, ``[M n_items, C]``, ``[M E]``): each row's sum is the one a single copy
+    computes (the same numbers), and the per-call overhead, which on Last.fm-2K's small graph is about
+    half of each op's cost, is paid once instead of ``M`` times.
+
+    The values ``w`` and the outputs of :meth:`dot` are in the edge list's own order (copy after
+    copy); ``users`` / ``items`` ``[copies E]`` are the (stacked) endpoints of each edge.
 
     Args:
         users, items (LongTensor): ``[E]`` edge endpoints (distinct pairs).
         n_users, n_items (int): node counts.
+        copies (int): block-diagonal copies of the graph (default 1).
     """
 
-    def __init__(self, users, items, n_users, n_items):
+    def __init__(self, users, items, n_users, n_items, copies=1):
         super().__init__()
-        self.n_users, self.n_items = int(n_users), int(n_items)
+        copies = int(copies)
+        users = torch.cat([users + k * int(n_users) for k in range(copies)])
+        items = torch.cat([items + k * int(n_items) for k in range(copies)])
+        self.copies = copies
+        self.n_users, self.n_items = int(n_users) * copies, int(n_items) * copies
         by_user = torch.argsort(users * self.n_items + items, stable=True)
         by_item = torch.argsort(items * self.n_users + users, stable=True)
         identity = torch.equal(by_user, torch.arange(users.numel(), device=users.device))
+        # MKL's CSR kernels take 32-bit indices: stored so, they are not converted at every call
+        index = torch.int32 if max(self.n_users, self.n_items, users.numel()) < 2**31 else torch.long
+        self.register_buffer("users", users, persistent=False)
+        self.register_buffer("items", items, persistent=False)
         self.register_buffer("by_user", None if identity else by_user, persistent=False)
         self.register_buffer("by_item", by_item, persistent=False)
-        self.register_buffer("user_ptr", self._row_ptr(users, self.n_users), persistent=False)
-        self.register_buffer("item_ptr", self._row_ptr(items, self.n_items), persistent=False)
-        self.register_buffer("user_cols", items[by_user], persistent=False)  # items, user-major
-        self.register_buffer("item_cols", users[by_item], persistent=False)  # users, item-major
+        self.register_buffer("user_ptr", self._row_ptr(users, self.n_users).to(index), persistent=False)
+        self.register_buffer("item_ptr", self._row_ptr(items, self.n_items).to(index), persistent=False)
+        self.register_buffer("user_cols", items[by_user].to(index), persistent=False)  # items, user-major
+        self.register_buffer("item_cols", users[by_item].to(index), persistent=False)  # users, item-major
+        with warnings.catch_warnings():  # torch warns once per process that CSR is in beta
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning)
+            # SDDMM's sparsity pattern (user-major, zero values): sampled_addmm's ``input``, times beta = 0
+            self.register_buffer("pattern", self._csr(users.new_zeros(users.numel(), dtype=torch.float32), True), persistent=False)
 
     @staticmethod
     def _row_ptr(rows_, n):
@@ -337,13 +360,11 @@ class BipartiteEdgeOps(nn.Module):
 
     def _csr(self, w, to_users):
         """CSR ``[n_users, n_items]`` (``to_users``) or ``[n_items, n_users]`` with edge values ``w``."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state", category=UserWarning)
-            if to_users:
-                vals = w if self.by_user is None else w.index_select(0, self.by_user)
-                return torch.sparse_csr_tensor(self.user_ptr, self.user_cols, vals, (self.n_users, self.n_items), check_invariants=False)
-            vals = w.index_select(0, self.by_item)
-            return torch.sparse_csr_tensor(self.item_ptr, self.item_cols, vals, (self.n_items, self.n_users), check_invariants=False)
+        if to_users:
+            vals = w if self.by_user is None else w.index_select(0, self.by_user)
+            return torch.sparse_csr_tensor(self.user_ptr, self.user_cols, vals, (self.n_users, self.n_items), check_invariants=False)
+        vals = w.index_select(0, self.by_item)
+        return torch.sparse_csr_tensor(self.item_ptr, self.item_cols, vals, (self.n_items, self.n_users), check_invariants=False)
 
     def _spmm(self, w, x, to_users):
         # MKL's CSR product (``a @ x``), not the row-parallel ``sparse.mm(..., "sum")`` of
@@ -352,7 +373,7 @@ class BipartiteEdgeOps(nn.Module):
 
     def _sddmm(self, a, b):
         """``a[u_e] . b[i_e]`` ``[E]`` (edge order)."""
-        pattern = self._csr(a.new_zeros(self.user_cols.numel()), True)
+        pattern = self.pattern if self.pattern.dtype == a.dtype else self.pattern.to(a.dtype)
         vals = torch.sparse.sampled_addmm(pattern, a.contiguous(), b.t(), beta=0.0).values()
         if self.by_user is None:
             return vals
@@ -371,7 +392,7 @@ class BipartiteEdgeOps(nn.Module):
         return _EdgeDot.apply(x_users, x_items, self)
 
     def extra_repr(self):
-        return f"n_users={self.n_users}, n_items={self.n_items}, edges={self.user_cols.numel()}"
+        return f"copies={self.copies}, n_users={self.n_users}, n_items={self.n_items}, edges={self.user_cols.numel()}"
 
 
 class _EdgeSum(torch.autograd.Function):
