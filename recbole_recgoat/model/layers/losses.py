@@ -35,6 +35,26 @@ def info_nce(anchor, positive, candidates, tau, weights=None):
     return logsumexp_dot(a, c, 1.0 / tau, weights, bounded=True) - _weighted_sum((a * p).sum(dim=1) / tau, weights)
 
 
+def dot_info_nce(anchor, positive, tau):
+    """In-batch InfoNCE over raw dot products, ``mean_b -log softmax_j(a_b . p_j / tau)[b]``
+    (``F.cross_entropy(a @ p.T / tau, arange(B))``, SLMRec's FAC terms), through the blockwise
+    :func:`logsumexp_dot` (stable, max-shifted: dot products are unbounded) instead of the whole
+    ``[B, B]`` logits, their ``log_softmax`` and its backward.
+
+    Justification: ``benchmarks/profile_step.py SLMRec --dataset lastfm-2k --threads 1 --shapes``
+    (commit 9ece2c3): the two ``cross_entropy`` calls of FAC on ``[2048, 2048]`` logits (div,
+    ``log_softmax`` and backward, the zero-filled ``nll_loss`` gradient, four ``B x B x k`` products)
+    took ~190 of the step's ~290 profiled ms. Equal to float tolerance (another summation order).
+
+    Args:
+        anchor, positive (Tensor): ``[B, k]``; ``positive[b]`` is ``anchor[b]``'s positive, the
+            other rows its negatives.
+        tau (float): temperature.
+    """
+    lse = logsumexp_dot(anchor, positive, 1.0 / tau)
+    return (lse - (anchor * positive).sum(dim=1).sum() / tau) / anchor.shape[0]
+
+
 def _weighted_sum(x, weights=None):
     """``sum_b w_b x_b`` (``w = 1`` when ``weights`` is None)."""
     return x.sum() if weights is None else (x * weights).sum()
