@@ -60,6 +60,14 @@ def _weighted_sum(x, weights=None):
     return x.sum() if weights is None else (x * weights).sum()
 
 
+# Floor of the max-shifted logits before ``exp`` (unbounded case): ``exp(-80) = 1.8e-35``, so each
+# row's sum (at least ``exp(0) = 1``, its maximum's term) and its gradients are the same float32
+# numbers for any ``N < 10^27`` candidates, while no ``exp`` underflows to a subnormal float: those
+# slow the CPU ops that read them many-fold (SLMRec's FAC logits spread past 87 after two epochs
+# on Last.fm-2K; its third epoch took 16.9 s instead of 1.8 s, docs/performance.md).
+UNDERFLOW = -80.0
+
+
 class _WeightedLogSumExpDot(torch.autograd.Function):
     """``sum_b w_b lse_b`` with ``lse_b = log sum_j exp(scale * a_b . c_j)``, in row blocks.
 
@@ -83,7 +91,7 @@ class _WeightedLogSumExpDot(torch.autograd.Function):
             a_s, w = a_scaled[s : s + rows], weights[s : s + rows]
             e = a_s @ c_t  # [r, N] logits
             shift = None if bounded else e.max(dim=1, keepdim=True).values
-            e = e.exp_() if bounded else e.sub_(shift).exp_()
+            e = e.exp_() if bounded else e.sub_(shift).clamp_(min=UNDERFLOW).exp_()
             sums = e.sum(dim=1)  # [r]
             lse = sums.log() if bounded else sums.log() + shift[:, 0]
             total += (w * lse).sum()
