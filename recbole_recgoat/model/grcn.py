@@ -55,7 +55,7 @@ edges ``(u_e, i_e)``, ``e = 1..E``, ``N(u)`` / ``N(i)`` a user's items / an item
   (``mean(P_1^2)`` over ALL users: the reference adds it for its first, visual, modality.)
 
 Vectorised over the edge list: every edge sum ``sum_{i in N(u)} w_ui x_i`` and every edge dot
-product ``p_u . x_i`` is a sparse CSR kernel (:class:`~recbole_recgoat.model.layers.graph.BipartiteEdgeOps`,
+product ``p_u . x_i`` is a sparse CSR kernel (:class:`~recbole_recgoat.model.layers.sparse.BipartiteEdgeOps`,
 SpMM and SDDMM; memory ``O(E M)``), no dense ``users x items`` matrix. Any number of modalities.
 
 Deviations from the reference code (MMRec ``grcn.py``):
@@ -86,7 +86,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_recgoat.model.abstract import GraphRecommender
-from recbole_recgoat.model.layers.graph import BipartiteEdgeOps, edge_softmax
+from recbole_recgoat.model.layers.graph import edge_softmax
+from recbole_recgoat.model.layers.sparse import BipartiteEdgeOps
 from recbole_recgoat.model.layers.losses import bpr_loss
 
 

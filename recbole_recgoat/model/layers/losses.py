@@ -44,7 +44,7 @@ def dot_info_nce(anchor, positive, tau):
     Justification: ``benchmarks/profile_step.py SLMRec --dataset lastfm-2k --threads 1 --shapes``
     (commit 9ece2c3): the two ``cross_entropy`` calls of FAC on ``[2048, 2048]`` logits (div,
     ``log_softmax`` and backward, the zero-filled ``nll_loss`` gradient, four ``B x B x k`` products)
-    took ~190 of the step's ~290 profiled ms. Equal to float tolerance (another summation order).
+    took ~180 of the step's ~290 profiled ms. Equal to float tolerance (another summation order).
 
     Args:
         anchor, positive (Tensor): ``[B, k]``; ``positive[b]`` is ``anchor[b]``'s positive, the
@@ -64,7 +64,7 @@ def _weighted_sum(x, weights=None):
 # row's sum (at least ``exp(0) = 1``, its maximum's term) and its gradients are the same float32
 # numbers for any ``N < 10^27`` candidates, while no ``exp`` underflows to a subnormal float: those
 # slow the CPU ops that read them many-fold (SLMRec's FAC logits spread past 87 after two epochs
-# on Last.fm-2K; its third epoch took 16.9 s instead of 1.8 s, docs/performance.md).
+# on Last.fm-2K; its fourth epoch took 16.9 s instead of 1.8 s, docs/performance.md).
 UNDERFLOW = -80.0
 
 
