@@ -182,9 +182,19 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
     lfm = BUNDLED / "lastfm-2k"
     train = {tuple(int(x) for x in r.split("\t")[:2]) for r in (lfm / "lastfm-2k.train.inter").read_text().splitlines()[1:]}
     assert ga["edges"] == train
-    # no other data-derived structure: the buffers are the features, the edge list and the adjacency
+    # no other data-derived structure: the buffers are the features, the edge list (and its CSR
+    # kernels' index arrays, ``edges``, and its per-modality copies, ``modal_edges``) and the adjacency
     names = {n.split(".")[0] for n, _ in ma.named_buffers()}
-    assert names <= {"item_feats", "user_feats", "train_users", "train_items", "adj_op"}, names
+    assert names <= {"item_feats", "user_feats", "train_users", "train_items", "adj_op", "edges", "modal_edges"}, names
+    e, pairs = ma.edges, set(zip(ma.train_users.tolist(), ma.train_items.tolist()))
+    rows = torch.repeat_interleave(torch.arange(e.n_users), e.user_ptr.diff())
+    assert set(zip(rows.tolist(), e.user_cols.tolist())) == pairs
+    rows = torch.repeat_interleave(torch.arange(e.n_items), e.item_ptr.diff())
+    assert set(zip(e.item_cols.tolist(), rows.tolist())) == pairs
+    g, n = ma.modal_edges, len(ma.modalities)
+    assert set(zip(g.users.tolist(), g.items.tolist())) == {
+        (u + k * ma.n_users, i + k * ma.n_items) for k in range(n) for u, i in pairs
+    }
 
 
 def _built(net, train_data):

@@ -54,8 +54,9 @@ edges ``(u_e, i_e)``, ``e = 1..E``, ``N(u)`` / ``N(i)`` a user's items / an item
 
   (``mean(P_1^2)`` over ALL users: the reference adds it for its first, visual, modality.)
 
-Vectorised over the edge list (gathers and ``index_add``; memory ``O(E (d + M C))``), no dense
-``users x items`` matrix. Any number of modalities.
+Vectorised over the edge list: every edge sum ``sum_{i in N(u)} w_ui x_i`` and every edge dot
+product ``p_u . x_i`` is a sparse CSR kernel (:class:`~recbole_recgoat.model.layers.sparse.BipartiteEdgeOps`,
+SpMM and SDDMM; memory ``O(E M)``), no dense ``users x items`` matrix. Any number of modalities.
 
 Deviations from the reference code (MMRec ``grcn.py``):
 
@@ -86,6 +87,7 @@ import torch.nn.functional as F
 
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.graph import edge_softmax
+from recbole_recgoat.model.layers.sparse import BipartiteEdgeOps
 from recbole_recgoat.model.layers.losses import bpr_loss
 
 
@@ -126,38 +128,49 @@ class GRCN(GraphRecommender):
             self.confidence = nn.Parameter(nn.init.xavier_normal_(torch.empty(self.n_users + self.n_items, n_mod)))
         else:
             self.confidence = None
+        self.edges = BipartiteEdgeOps(self.train_users, self.train_items, self.n_users, self.n_items)
+        self.modal_edges = BipartiteEdgeOps(self.train_users, self.train_items, self.n_users, self.n_items, copies=n_mod)
 
     # -- refinement --------------------------------------------------------------------------
+    # The M modalities run side by side: their tensors are stacked along the rows (``[M n_users, C]``,
+    # ``[M n_items, C]``, ``[M E]``, modality after modality) over ``modal_edges``, M block-diagonal
+    # copies of the training graph (each modality's numbers are those of its own graph; one kernel
+    # call per step instead of M, docs/performance.md "The four baselines of issue 25").
     def content_features(self, modality):
         """``x^m = normalize(leaky_relu(W_m f_m + b_m))`` ``[n_items, C]``."""
         return F.normalize(F.leaky_relu(self.feature_mlp[modality](self.item_feats[modality])), dim=1)
 
     def route(self, pref, feat):
-        """``R`` routing iterations: ``p_u <- normalize(p_u + sum_{i in N(u)} softmax_{N(u)}(p_u . x_i) x_i)``."""
-        u, i = self.train_users, self.train_items
+        """``R`` routing iterations: ``p_u <- normalize(p_u + sum_{i in N(u)} softmax_{N(u)}(p_u . x_i) x_i)``,
+        for ``pref`` ``[M n_users, C]`` and ``feat`` ``[M n_items, C]`` (modalities stacked)."""
         if not self.route_to_users:  # the reference: messages reach the items, the users get 0
             return pref
-        feat_e = feat.index_select(0, i)  # [E, C]
+        g = self.modal_edges
         for _ in range(self.num_routing):
-            a = edge_softmax((pref.index_select(0, u) * feat_e).sum(dim=1), u, num_nodes=self.n_users)
-            pref = F.normalize(pref + torch.zeros_like(pref).index_add(0, u, a[:, None] * feat_e), dim=1)
+            a = edge_softmax(g.dot(pref, feat), g.users, num_nodes=g.n_users)
+            pref = F.normalize(pref + g.to_users(a, feat), dim=1)
         return pref
 
-    def modality_graph(self, modality):
-        """One modality's content representation and edge affinities:
-        ``(users [n_users, C], items [n_items, C], alpha_ui [E], alpha_iu [E])`` with
+    def modality_graphs(self):
+        """Every modality's content representation and edge affinities:
+        ``(users [M, n_users, C], items [M, n_items, C], alpha_ui [E, M], alpha_iu [E, M])`` with
         ``alpha_ui = alpha_{u->i}`` (softmax over the item's users) and ``alpha_iu = alpha_{i->u}``
         (softmax over the user's items)."""
-        u, i = self.train_users, self.train_items
-        feat = self.content_features(modality)
-        pref = self.route(F.normalize(self.preference[modality], dim=1), feat)
-        pref_e, feat_e = pref.index_select(0, u), feat.index_select(0, i)  # [E, C] (index_select: its backward is index_add)
-        s = (pref_e * feat_e).sum(dim=1)
-        alpha_ui = edge_softmax(s, i, num_nodes=self.n_items)
-        alpha_iu = edge_softmax(s, u, num_nodes=self.n_users)
-        users = pref + torch.zeros_like(pref).index_add(0, u, alpha_iu[:, None] * feat_e)
-        items = feat + torch.zeros_like(feat).index_add(0, i, alpha_ui[:, None] * pref_e)
-        return users, items, alpha_ui, alpha_iu
+        g, n_mod = self.modal_edges, len(self.modalities)
+        feat = torch.cat([self.content_features(m) for m in self.modalities])  # [M n_items, C]
+        pref = torch.cat([F.normalize(self.preference[m], dim=1) for m in self.modalities])  # [M n_users, C]
+        pref = self.route(pref, feat)
+        s = g.dot(pref, feat)  # [M E]: p_u . x_i
+        alpha_ui = edge_softmax(s, g.items, num_nodes=g.n_items)
+        alpha_iu = edge_softmax(s, g.users, num_nodes=g.n_users)
+        users = pref + g.to_users(alpha_iu, feat)
+        items = feat + g.to_items(alpha_ui, pref)
+        return (
+            users.view(n_mod, self.n_users, -1),
+            items.view(n_mod, self.n_items, -1),
+            alpha_ui.view(n_mod, -1).T,
+            alpha_iu.view(n_mod, -1).T,
+        )
 
     def edge_weights(self, alpha_ui, alpha_iu):
         """The refined graph's weights ``(w_ui [E], w_iu [E])`` from the per-modality affinities
@@ -176,27 +189,19 @@ class GRCN(GraphRecommender):
 
     def refined_propagation(self, w_ui, w_iu):
         """``sum_{l=0..L} h^l`` over the refined graph, ``h^0 = normalize(E)``: ``[n_users + n_items, d]``."""
-        u, i = self.train_users, self.train_items
         h_u, h_i = torch.split(F.normalize(self.ego_embeddings(), dim=1), [self.n_users, self.n_items])
         acc_u, acc_i = h_u, h_i
         for _ in range(self.n_ui_layers):
-            h_u, h_i = (
-                torch.zeros_like(h_u).index_add(0, u, w_iu[:, None] * h_i.index_select(0, i)),
-                torch.zeros_like(h_i).index_add(0, i, w_ui[:, None] * h_u.index_select(0, u)),
-            )
+            h_u, h_i = self.edges.to_users(w_iu, h_i), self.edges.to_items(w_ui, h_u)
             acc_u, acc_i = acc_u + h_u, acc_i + h_i
         return acc_u, acc_i
 
     def forward(self):
         """``(users [n_users, d + M C], items [n_items, d + M C], parts)``; ``parts``: ``w_ui``,
         ``w_iu`` (the refined graph's weights ``[E]``), ``content`` ``{m: (users, items)}``."""
-        content, a_ui, a_iu = {}, [], []
-        for m in self.modalities:
-            cu, ci, x, y = self.modality_graph(m)
-            content[m] = (cu, ci)
-            a_ui.append(x)
-            a_iu.append(y)
-        w_ui, w_iu = self.edge_weights(torch.stack(a_ui, dim=1), torch.stack(a_iu, dim=1))
+        cu, ci, a_ui, a_iu = self.modality_graphs()
+        content = {m: (cu[k], ci[k]) for k, m in enumerate(self.modalities)}
+        w_ui, w_iu = self.edge_weights(a_ui, a_iu)
         id_u, id_i = self.refined_propagation(w_ui, w_iu)
         users = torch.cat([id_u] + [content[m][0] for m in self.modalities], dim=1)
         items = torch.cat([id_i] + [content[m][1] for m in self.modalities], dim=1)

@@ -87,7 +87,7 @@ import torch.nn.functional as F
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.graph import BufferDict, rows
-from recbole_recgoat.model.layers.losses import bpr_loss, info_nce
+from recbole_recgoat.model.layers.losses import bpr_loss, dot_info_nce, info_nce
 
 
 def drop(x, p, generator=None):
@@ -132,8 +132,7 @@ def fac_dims(d, n_modalities):
 
 def dot_nce(a, b, tau):
     """The reference's in-batch CE over raw dot products: ``mean_b -log softmax_j(a_b . b_j / tau)[b]``."""
-    logits = a @ b.T / tau
-    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+    return dot_info_nce(a, b, tau)  # = F.cross_entropy(a @ b.T / tau, arange(B)), blockwise
 
 
 class SLMRec(GraphRecommender):

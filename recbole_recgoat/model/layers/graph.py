@@ -9,7 +9,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
-from torch_geometric.utils import softmax as edge_softmax  # noqa: F401  softmax over the edges sharing a node (GAT's; GRCN)
 
 from recbole_recgoat.errors import InputError
 
@@ -34,6 +33,39 @@ def training_edges(dataset):
     csr.sum_duplicates()
     coo = csr.tocoo()
     return torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+
+
+def edge_softmax(src, index, num_nodes):
+    """``[E]``: ``softmax`` of ``src [E]`` over the edges that share a node ``index[e]`` (GAT's; GRCN).
+
+    The forward is PyTorch Geometric's ``torch_geometric.utils.softmax(src, index, num_nodes=...)``
+    op for op (shift by the node's maximum, ``exp``, node sums ``+ 1e-16``; bit-identical); the
+    backward is one fused ``y * (g - sum_node(g y))`` instead of autograd through its seven ops:
+    0.76 ms against 0.59 ms per softmax forward + backward on Last.fm-2K's 44,327 edges (one thread,
+    ``benchmarks/profile_step.py GRCN``: GRCN runs ``M (R + 2)`` of them per step, 10 on Last.fm-2K).
+    """
+    return _EdgeSoftmax.apply(src, index, int(num_nodes))
+
+
+class _EdgeSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, src, index, num_nodes):
+        # PyG's include_self=False max, at half the cost (0.10 against 0.21 ms on 44 k edges): the
+        # -inf start changes only the nodes without edges, which no edge reads
+        node_max = src.new_full((num_nodes,), -float("inf")).scatter_reduce_(0, index, src, reduce="amax", include_self=True)
+        e = (src - node_max.index_select(0, index)).exp()
+        node_sum = src.new_zeros(num_nodes).scatter_add_(0, index, e) + 1e-16
+        y = e / node_sum.index_select(0, index)
+        ctx.num_nodes = num_nodes
+        ctx.save_for_backward(y, index)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, index = ctx.saved_tensors
+        gy = grad * y
+        node_dot = gy.new_zeros(ctx.num_nodes).scatter_add_(0, index, gy)
+        return gy - y * node_dot.index_select(0, index), None, None
 
 
 def sparse_from_edges(rows, cols, values, shape):

@@ -35,9 +35,37 @@ def info_nce(anchor, positive, candidates, tau, weights=None):
     return logsumexp_dot(a, c, 1.0 / tau, weights, bounded=True) - _weighted_sum((a * p).sum(dim=1) / tau, weights)
 
 
+def dot_info_nce(anchor, positive, tau):
+    """In-batch InfoNCE over raw dot products, ``mean_b -log softmax_j(a_b . p_j / tau)[b]``
+    (``F.cross_entropy(a @ p.T / tau, arange(B))``, SLMRec's FAC terms), through the blockwise
+    :func:`logsumexp_dot` (stable, max-shifted: dot products are unbounded) instead of the whole
+    ``[B, B]`` logits, their ``log_softmax`` and its backward.
+
+    Justification: ``benchmarks/profile_step.py SLMRec --dataset lastfm-2k --threads 1 --shapes``
+    (commit 9ece2c3): the two ``cross_entropy`` calls of FAC on ``[2048, 2048]`` logits (div,
+    ``log_softmax`` and backward, the zero-filled ``nll_loss`` gradient, four ``B x B x k`` products)
+    took ~180 of the step's ~290 profiled ms. Equal to float tolerance (another summation order).
+
+    Args:
+        anchor, positive (Tensor): ``[B, k]``; ``positive[b]`` is ``anchor[b]``'s positive, the
+            other rows its negatives.
+        tau (float): temperature.
+    """
+    lse = logsumexp_dot(anchor, positive, 1.0 / tau)
+    return (lse - (anchor * positive).sum(dim=1).sum() / tau) / anchor.shape[0]
+
+
 def _weighted_sum(x, weights=None):
     """``sum_b w_b x_b`` (``w = 1`` when ``weights`` is None)."""
     return x.sum() if weights is None else (x * weights).sum()
+
+
+# Floor of the max-shifted logits before ``exp`` (unbounded case): ``exp(-80) = 1.8e-35``, so each
+# row's sum (at least ``exp(0) = 1``, its maximum's term) and its gradients are the same float32
+# numbers for any ``N < 10^27`` candidates, while no ``exp`` underflows to a subnormal float: those
+# slow the CPU ops that read them many-fold (SLMRec's FAC logits spread past 87 after two epochs
+# on Last.fm-2K; its fourth epoch took 16.9 s instead of 1.8 s, docs/performance.md).
+UNDERFLOW = -80.0
 
 
 class _WeightedLogSumExpDot(torch.autograd.Function):
@@ -63,7 +91,7 @@ class _WeightedLogSumExpDot(torch.autograd.Function):
             a_s, w = a_scaled[s : s + rows], weights[s : s + rows]
             e = a_s @ c_t  # [r, N] logits
             shift = None if bounded else e.max(dim=1, keepdim=True).values
-            e = e.exp_() if bounded else e.sub_(shift).exp_()
+            e = e.exp_() if bounded else e.sub_(shift).clamp_(min=UNDERFLOW).exp_()
             sums = e.sum(dim=1)  # [r]
             lse = sums.log() if bounded else sums.log() + shift[:, 0]
             total += (w * lse).sum()
