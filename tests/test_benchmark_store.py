@@ -93,7 +93,7 @@ def test_cell_keys(tmp_path):
 
 
 def test_seeds_per_dataset_variants_per_dataset_and_grids_per_dataset(tmp_path):
-    from recbole_recgoat.benchmark.tuning import search_space_for
+    from recbole_recgoat.benchmark.grid import search_space_for
 
     seeds = parse_seeds({"a": 2, "b": [7]}, datasets=["a", "b"])
     assert seeds == {"a": [999, 1000], "b": [7]}

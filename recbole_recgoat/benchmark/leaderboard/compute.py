@@ -9,8 +9,9 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 
 from recbole_recgoat.benchmark import stats as st
+from recbole_recgoat.benchmark.leaderboard.provenance import budget_of, protocol_of, provenance_of
 from recbole_recgoat.benchmark.leaderboard.ranks import average_rank
-from recbole_recgoat.benchmark.store import Store, read_lines
+from recbole_recgoat.benchmark.store import Store
 from recbole_recgoat.errors import InputError
 
 DEFAULT_COLUMNS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # metrics shown by default
@@ -338,56 +339,6 @@ def column_tests(rows, best, runner, metrics):
         t = st.paired_t([bv[s] for s in common], [ov[s] for s in common])
         out[m] = {"best": best[m], "runner_up": runner[m], "n": len(common), "mean_diff": t["mean_diff"],
                   "t": t["t"], "p_t": t["p"]}
-    return out
-
-
-def budget_of(store, dataset, rows_by_name, records_by_key):
-    """What each plain model cost on ``dataset``, from the store: its tuning trials (the
-    ``tuning/<model>-<dataset>-<tune_key>.jsonl`` its records name) and its seed runs.
-
-    Returns:
-        list of dict: per model row, ``trials`` / ``space_size`` / ``tuning_train_h`` (sum of the
-        trials' training wall-clock hours), ``runs`` / ``runs_train_h`` (its records), ``threads``
-        (torch threads of its runs; the benchmark gives its trials the same), ``cpu_h``
-        (training hours x threads, trials and runs).
-    """
-    out = []
-    for name, row in rows_by_name.items():
-        if row["variant"]:
-            continue
-        recs = [records_by_key[k] for k in row["keys"]]
-        tuning = row.get("tuning") or {}
-        trials = []
-        if tuning.get("tune_key"):
-            trials, _ = read_lines(store.trials_path(row["model"], dataset, tuning["tune_key"]))
-        threads = sorted({r.get("threads") for r in recs if r.get("threads")})
-        tuning_h = sum(float(t.get("train_time_s") or 0) for t in trials) / 3600
-        runs_h = sum(float(r.get("train_time_s") or 0) for r in recs) / 3600
-        per = threads[0] if len(threads) == 1 else None
-        out.append({"model": name, "trials": len(trials), "space_size": tuning.get("space_size"),
-                    "tuning_train_h": tuning_h, "runs": len(recs), "runs_train_h": runs_h, "threads": threads,
-                    "cpu_h": (tuning_h + runs_h) * per if per else None})
-    return out
-
-
-def provenance_of(records):
-    """``{field: [distinct values]}`` of the records' ``versions`` (packages, platform, code
-    fingerprint, git commit): which software produced the numbers; more than one value = mixed."""
-    seen = OrderedDict()
-    for r in records:
-        for key, value in sorted((r.get("versions") or {}).items()):
-            if value is not None and value not in seen.setdefault(key, []):
-                seen[key].append(value)
-    return dict(seen)
-
-
-def protocol_of(records):
-    cfg = records[0].get("config") or {}
-    keys = ["valid_metric", "stopping_step", "epochs", "eval_step", "eval_args", "benchmark_filename",
-            "train_neg_sample_args", "metrics", "topk", "learner", "train_batch_size"]
-    out = {k: cfg.get(k) for k in keys if k in cfg}
-    # records made before the key existed ran RecBole's own masking, the default
-    out["test_mask"] = cfg.get("test_mask") or "train_valid"
     return out
 
 
