@@ -239,7 +239,9 @@ def test_rows_with_equal_settings_train_once(tmp_path, capsys, monkeypatch):
     rows = "  BPR-a: {model: BPR, weight_decay: 0.5}\n  BPR-same: {model: BPR, weight_decay: 0.5}\n"
     (tmp_path / "b.yaml").write_text(head + rows)
     assert main(["run", "--config", "b.yaml", "--store", "s", "--dry-run"]) == 0
-    assert "BPR-same on lastfm-2k seed 999" in capsys.readouterr().out.split("(same run as BPR-a on lastfm-2k")[0]
+    out = capsys.readouterr().out
+    assert "0 finished, 2 to run, 1 the same run as another row" in out
+    assert "BPR-same on lastfm-2k seed 999" in out.split("(same run as BPR-a on lastfm-2k")[0]
     assert main(["run", "--config", "b.yaml", "--store", "s", "--jobs", "1"]) == 0
     store = Store("s")
     recs = {r["variant"]: r for r in store.records()}

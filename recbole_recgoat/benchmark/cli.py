@@ -144,7 +144,8 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
     jobs, threads = _parallel(args, doc, len(todo))
     per_seed = (", ".join(f"{d} {len(s)}" for d, s in seeds.items()) if isinstance(seeds, dict) else len(seeds))
     _say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets, seeds: {per_seed}): "
-         f"{len(cells) - len(todo)} finished, {len(todo)} to run; store {store.root}; "
+         f"{len(cells) - len(todo) - len(copies)} finished, {len(todo)} to run"
+         + (f", {len(copies)} the same run as another row" if copies else "") + f"; store {store.root}; "
          f"backend {_pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
     if args.dry_run:
         for c in cells:
