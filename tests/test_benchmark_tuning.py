@@ -115,6 +115,16 @@ def test_selection_never_reads_the_test_split(tmp_path, monkeypatch):
     assert len(trials_of("s_clean")) == 2
     assert main(["tune", "--models", "BPR", "--max-evals", "2", "--tune-seed", "5", "--jobs", "1", "--store",
                  "s_clean", *QUICK, "--set", f"data_path={clean}"]) == 2
+    # A larger budget that keeps the choice keeps the cells: the leaderboard shows the new search
+    # (3 trials: 2 reused, 1 trained) and names the one the cells were run for.
+    assert main(["tune", "--models", "BPR", "--max-evals", "3", "--jobs", "1", "--store", "s_clean", *QUICK,
+                 "--set", f"data_path={clean}"]) == 0
+    assert load_yaml("s_clean/tuned/BPR-lastfm-2k.yaml")["params"] == tuned_b["params"]  # the third point scores lower
+    board = compute(Store("s_clean"))["datasets"]["lastfm-2k"]
+    (budget,) = board["budget"]
+    assert budget["trials"] == 3 and budget["runs"] == 1
+    row = board["tables"][0]["rows"][0]
+    assert row["tuning"]["max_evals"] == 3 and row["tuning"]["cells_tuned_by"] == tuned_b["tune_key"]
     # --use-tuned without tuned parameters is an error naming what is missing.
     assert main(["run", "--models", "Pop", "--store", "s_clean", "--use-tuned", "--jobs", "1", *QUICK]) == 2
 

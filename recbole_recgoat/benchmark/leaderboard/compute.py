@@ -268,6 +268,8 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
         pu_metrics = list(dict.fromkeys(m for m in pu_metrics if m in metrics))
         labels = (feature_labels or {}).get(dataset)
         rows_by_name = OrderedDict((name, summarize_row(name, recs, metrics, labels)) for name, recs in variants.items())
+        for row in rows_by_name.values():
+            row["tuning"] = current_tuning(store, row["model"], dataset, row.get("tuning"))
         stats_list = [r.get("dataset_stats") for r in all_recs if r.get("dataset_stats")]
         ds_out = {"stats": stats_list[0] if stats_list else None,
                   "stats_consistent": all(s == stats_list[0] for s in stats_list) if stats_list else None,
@@ -301,6 +303,20 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
         out["datasets"][dataset] = ds_out
     out["average_rank"] = average_rank(out["datasets"], lambda ds: shown_columns(ds, columns))
     return out
+
+
+def current_tuning(store, model, dataset, tuning):
+    """The tuning a row's cells stand for: the store's current search of ``model`` on ``dataset``
+    when it chose the parameters the cells ran with (a larger budget that kept the choice keeps the
+    cells; ``cells_tuned_by`` names the search they were first run for), else the records' own."""
+    from recbole_recgoat.benchmark.tuning import load_tuned
+
+    if not tuning or not tuning.get("tune_key"):
+        return tuning
+    current = load_tuned(store, model, dataset)
+    if current is None or current[1].get("tune_key") == tuning["tune_key"] or current[0] != tuning.get("params"):
+        return tuning
+    return {**current[1], "cells_tuned_by": tuning["tune_key"]}
 
 
 def table_on(spec, dataset):

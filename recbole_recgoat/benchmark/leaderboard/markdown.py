@@ -276,7 +276,9 @@ def settings_of(r, common_seeds=None):
             out["tuning"] = "no grid (defaults)"
         else:
             out["tuning"] = (f"{tun.get('algo')}, {tun.get('evaluated')} trials (budget {tun.get('max_evals')}), "
-                             f"grid of {tun.get('space_size')}")
+                             f"grid of {tun.get('space_size')}"
+                             + (f"; cells run for the smaller search {tun['cells_tuned_by']}, same choice"
+                                if tun.get("cells_tuned_by") else ""))
         if tun.get("params"):
             out["tuned"] = dict(tun["params"])
         if tun.get("overrides"):
