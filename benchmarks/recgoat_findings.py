@@ -18,8 +18,6 @@ PNG per dataset.  Rows are chosen as the leaderboard chooses them (the newest se
 """
 
 import argparse
-import glob
-import json
 import os
 import sys
 from collections import defaultdict
@@ -137,8 +135,7 @@ def tuning_table(store, dataset, model="RecGOAT"):
     if tuned is not None and tuned[1].get("tune_key"):
         paths = [store.trials_path(model, dataset, tuned[1]["tune_key"])]
     else:  # a search still running: its files (exactly this dataset's)
-        paths = sorted(p for p in glob.glob(str(store.root / "tuning" / f"{model}-{dataset}-*.jsonl"))
-                       if len(os.path.basename(p)) == len(f"{model}-{dataset}-") + 16 + len(".jsonl"))
+        paths = [p for p, _ in store.trial_files(model, dataset)]
     trials = [t for p in paths for t in read_lines(p)[0]]
     if not trials:
         return []

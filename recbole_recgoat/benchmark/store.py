@@ -153,6 +153,17 @@ class Store:
     def trials_path(self, model, dataset, tune_key):
         return self.root / "tuning" / f"{model}-{dataset}-{tune_key}.jsonl"
 
+    def trial_files(self, model, dataset):
+        """``[(path, tune_key)]`` of every search of ``model`` on exactly ``dataset`` (not a dataset
+        whose name starts alike, ``ml-100k`` vs ``ml-100k-llm``), in name order."""
+        import re
+
+        folder = self.root / "tuning"
+        pattern = re.compile(rf"^{re.escape(model)}-{re.escape(dataset)}-([0-9a-f]{{16}})\.jsonl$")
+        if not folder.is_dir():
+            return []
+        return [(p, m.group(1)) for p in sorted(folder.iterdir()) for m in [pattern.match(p.name)] if m]
+
     @property
     def runs_log(self):
         return self.root / "runs.log"

@@ -37,7 +37,6 @@ grid run in its own store first).  A change of model code that changes numbers n
 
 import contextlib
 import os
-import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -110,20 +109,17 @@ class TuneTask:
 def reusable_trials(task, store):
     """``{run_key: (trial, store_root)}``: finished trials of the same search under another budget
     or algorithm, in ``store`` and the stores of ``task.reuse_from`` (first found wins)."""
-    pattern = re.compile(rf"^{re.escape(task.model)}-{re.escape(task.dataset)}-([0-9a-f]{{16}})\.jsonl$")
+    from recbole_recgoat.benchmark.store import Store
+
     same_search = task.other_budget_keys()
     found = {}
     for root in [str(store.root)] + [r for r in task.reuse_from if os.path.abspath(r) != os.path.abspath(str(store.root))]:
-        folder = Path(root) / "tuning"
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            m = pattern.match(path.name)
-            if not m or m.group(1) == task.key:
+        for path, tune_key in Store(root).trial_files(task.model, task.dataset):
+            if tune_key == task.key:
                 continue
             for t in read_lines(path)[0]:
                 run_key = t.get("run_key")
-                if run_key is None and m.group(1) in same_search:
+                if run_key is None and tune_key in same_search:
                     run_key = task.run_key(t["params"])  # written before run keys: same search, so same identity
                 if run_key is not None:
                     found.setdefault(run_key, (t, root))
