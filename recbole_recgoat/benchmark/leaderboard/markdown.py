@@ -238,14 +238,18 @@ def table_lines(table, dname, cols, head, figs):
     return lines
 
 
-def cost_lines(ds):
-    """One cost table per dataset: every row of its tables once."""
-    seen, rows = set(), []
+def distinct_rows(ds):
+    """The rows of a dataset's tables, each name once, in the order the tables first show them."""
+    rows = {}
     for table in ds["tables"]:
         for r in table["rows"]:
-            if r["name"] not in seen:
-                seen.add(r["name"])
-                rows.append(r)
+            rows.setdefault(r["name"], r)
+    return list(rows.values())
+
+
+def cost_lines(ds):
+    """One cost table per dataset: every row of its tables once."""
+    rows = distinct_rows(ds)
     if not rows:
         return []
     lines = ["", "## Cost", "", "Mean over seeds of each row's seed runs.", "",
@@ -298,12 +302,7 @@ def _flow(value):
 def settings_lines(ds):
     """Every row's settings as one yaml block, one line per key (the full configs are in the JSON
     export)."""
-    seen, rows = set(), []
-    for table in ds["tables"]:
-        for r in table["rows"]:
-            if r["name"] not in seen:
-                seen.add(r["name"])
-                rows.append(r)
+    rows = distinct_rows(ds)
     if not rows:
         return []
     seeds = [tuple(r["seeds"]) for r in rows]
