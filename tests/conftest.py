@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+pytest.register_assert_rewrite("model_support", "preference_graph_support")  # their helpers' asserts explain failures too
+
 os.environ.setdefault("RECGOAT_DIE_WITH_PARENT", "1")  # inherited by every subprocess a test starts
 
 import recbole_recgoat  # noqa: E402,F401  (thread policy, then the compatibility shims)
+import torch  # noqa: E402  (after recbole_recgoat's thread policy)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -27,6 +30,17 @@ def isolated_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [sys.argv[0]])
     yield tmp_path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a whole test module (small tensors on a shared machine: faster and
+    steadier), the number before restored after it; a module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

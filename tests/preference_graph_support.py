@@ -6,6 +6,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
+
+from model_support import write_tiny_dataset
+
+from recbole_recgoat.model.layers.graph import user_cooccurrence_topk
 
 # ------------------------------------------------------------------------------------------ a tiny dataset
 # training rows (user: items); users 3 and 4 share items 4 and 5 ONLY through validation/test rows,
@@ -24,25 +29,10 @@ EXPECTED_K1 = {0: {2: 1.0}, 1: {0: 1.0}, 2: {0: 1.0}}  # the single most co-occu
 
 
 def _tiny(tmp_path, name="tiny", valid=VALID, test=TEST, modalities=("text",)):
-    d = tmp_path / "data" / name
-    d.mkdir(parents=True)
-    for split, rows in (("train", [(u, i) for u, its in TRAIN.items() for i in its]),
-                        ("valid", list(valid.items())), ("test", list(test.items()))):
-        lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in rows]
-        (d / f"{name}.{split}.inter").write_text("\n".join(lines) + "\n")
+    """The rows above (other validation/test rows if given), 8 items, random 8-d features per modality."""
     rng = np.random.default_rng(0)
-    files = {}
-    for m in modalities:
-        np.save(d / f"{m}_feat.npy", rng.standard_normal((8, 8)).astype(np.float32))
-        files[m] = f"{m}_feat.npy"
-    return {
-        "data_path": str(tmp_path / "data"),
-        "load_col": {"inter": ["user_id", "item_id"]},
-        "benchmark_filename": ["train", "valid", "test"],
-        "item_feature_files": files,
-        "modalities": list(modalities),
-        "train_batch_size": 16,
-    }
+    feats = {m: rng.standard_normal((8, 8)).astype(np.float32) for m in modalities}
+    return write_tiny_dataset(tmp_path, name, TRAIN, valid, test, feats)
 
 
 def _user_graph(net, train_data):
@@ -60,3 +50,21 @@ def _approx(graph, expected):
         assert graph[u].keys() == expected[u].keys(), u
         for v in expected[u]:
             assert graph[u][v] == pytest.approx(expected[u][v], abs=1e-6), (u, v)
+
+
+def _builder_user_graph(pairs, n_users, n_items, topk):
+    """``{(user token, co-user token, weight to 6 places)}``: the shared builder's top-k user graph on
+    the ``(user token, item token)`` string pairs of a dataset whose tokens are its ids (Last.fm-2K)."""
+    arr = np.array(sorted((int(u), int(i)) for u, i in pairs))
+    e, w = user_cooccurrence_topk(torch.from_numpy(arr[:, 0]), torch.from_numpy(arr[:, 1]), n_users, n_items, topk)
+    return {(str(u), str(v), round(x, 6)) for (u, v), x in zip(e.t().tolist(), w.tolist())}
+
+
+def _reference_loss(net, batch):
+    """The reference's loss recomputed from the model's forward pass (call it under ``torch.no_grad``):
+    -mean log2 sigmoid(s+ - s-) + reg_weight * (sum_m mean(P_m[u]^2) + mean(alpha^2))."""
+    users, items, _ = net.forward()
+    u, p, n = batch[net.USER_ID], batch[net.ITEM_ID], batch[net.NEG_ITEM_ID]
+    diff = (users[u] * items[p]).sum(1) - (users[u] * items[n]).sum(1)
+    reg = sum((net.preference[m][u] ** 2).mean() for m in net.modalities) + (net.user_modality_weight**2).mean()
+    return -torch.log2(torch.sigmoid(diff)).mean() + net.reg_weight * reg

@@ -4,6 +4,7 @@ embeddings alike, keeps one forward contract, and its propagation is LightGCN's.
 import pytest
 import torch
 
+from model_support import QUIET
 from recbole_recgoat.model.abstract import GraphRecommender, MultiModalRecommender
 from recbole_recgoat.model.layers import batched
 from recbole_recgoat.quick_start import build_model, prepare
@@ -12,15 +13,7 @@ from recbole_recgoat.utils.registry import get_model, plugin_models
 GRAPH_MODELS = ["FREEDOM", "BM3", "LGMRec", "RecGOAT", "LATTICE", "MGCN", "SMORE", "MMGCN", "GRCN", "SLMRec"]
 # DRAGON and DualGNN are MultiModalRecommenders with the same forward contract: it has no item ID embedding
 # (one user-preference table per modality), so the backbone's ID tables would be untrained parameters.
-QUIET = {"state": "ERROR", "show_progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_graph_models_extend_the_backbone():

@@ -3,7 +3,6 @@ mechanisms do what the papers say. Everything on the bundled Last.fm-2K (text 38
 features by default; whisper 512 as a third modality)."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -11,31 +10,21 @@ import torch
 import yaml
 from scipy import stats
 
+import model_support
 from recbole_recgoat.model.layers import graph, knn, losses, sparse
 from recbole_recgoat.cli import main as cli_main
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.paths import properties_dir
-from recbole_recgoat.quick_start import build_model, prepare, run
+from recbole_recgoat.quick_start import run
 
 BASELINES = ["FREEDOM", "LGMRec", "VBPR", "BM3", "LATTICE", "MGCN", "DRAGON", "SMORE", "MMGCN", "DualGNN", "GRCN", "SLMRec"]
-QUIET = {"state": "ERROR", "show_progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors on a shared machine: one torch thread is faster and steadier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# small tensors on a shared machine: one torch thread is faster and steadier
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(model, **overrides):
-    """``(model, train_data)`` on lastfm-2k, built as a run builds it (seeded, training split)."""
-    cfg = dict(QUIET, graph_cache_dir=os.path.abspath("graphs"))
-    cfg.update(overrides)
-    config, _, train_data, _, _, _ = prepare(model, config_dict=cfg, log=False)
-    return build_model(config, train_data), train_data
+    """``(model, train_data)`` on lastfm-2k, built as a run builds it (seeded, training split), graphs cached."""
+    return model_support.model_and_data(model, **overrides)
 
 
 def first_batch(train_data, device):
@@ -43,12 +32,8 @@ def first_batch(train_data, device):
 
 
 def train_step(net, batch):
-    net.train()
-    if hasattr(net, "pre_epoch_processing"):
-        net.pre_epoch_processing()
-    loss = net.calculate_loss(batch)
-    loss.backward()
-    return loss
+    """Forward and backward, after the epoch's ``pre_epoch_processing`` (FREEDOM's edge pruning, LATTICE's graph)."""
+    return model_support.train_step(net, batch, pre_epoch=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,48 +5,25 @@ number of modalities."""
 import math
 import os
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import BUNDLED
-from preference_graph_support import VALID, TEST, EXPECTED_K1, EXPECTED_K2, _approx, _tiny, _user_graph
+from model_support import (assert_checkpoint_evaluates_the_same, model_and_data, token_ids, train_step, training_pairs,
+                           user_item_pairs)
+from preference_graph_support import (VALID, TEST, EXPECTED_K1, EXPECTED_K2, _approx, _builder_user_graph, _reference_loss,
+                                      _tiny, _user_graph)
 from test_recgoat import _copy_lastfm as copy_lastfm
 
 from recbole_recgoat.errors import InputError
-from recbole_recgoat.model.layers.graph import user_cooccurrence_topk
-from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
-from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.quick_start import run
 
-QUIET = {"state": "ERROR", "show_progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(dataset=None, **overrides):
-    cfg = dict(QUIET, graph_cache_dir=None)
-    cfg.update(overrides)
-    config, _, train_data, _, _, _ = prepare("DualGNN", dataset, config_dict=cfg, log=False)
-    return build_model(config, train_data), train_data
-
-
-def _train_step(net, batch):
-    net.train()
-    net.pre_epoch_processing()
-    loss = net.calculate_loss(batch)
-    loss.backward()
-    return loss
-
-
-
-def _uid(train_data):
-    return {int(t): k for k, t in enumerate(train_data._dataset.field2id_token[train_data._dataset.uid_field]) if t != "[PAD]"}
+    """``(DualGNN, train_data)`` on ``dataset`` (None: the default, lastfm-2k), graphs not cached."""
+    return model_and_data("DualGNN", dataset, **{"graph_cache_dir": None, **overrides})
 
 
 def test_user_graph_is_the_hand_computed_training_cooccurrence(tmp_path):
@@ -67,7 +44,7 @@ def test_user_graph_is_the_hand_computed_training_cooccurrence(tmp_path):
     with torch.no_grad():
         users, items, parts = net.forward()
     h = parts["modality_nodes"]["text"]
-    uid = _uid(tr)
+    uid, _ = token_ids(tr)
     want2 = h[uid[2]] + EXPECTED_K2[2][0] * h[uid[0]] + EXPECTED_K2[2][1] * h[uid[1]]
     assert torch.allclose(users[uid[2]], want2, atol=1e-6)
     assert torch.equal(users[uid[3]], h[uid[3]])  # no co-user: unchanged
@@ -82,7 +59,7 @@ def test_weighted_sum_fusion_and_reference_switch(tmp_path):
     net, tr = _model("tiny", **cfg, user_topk=2)
     ref, _ = _model("tiny", **cfg, user_topk=2, dualgnn_first_modality_sum=True)
     ref.load_state_dict(net.state_dict())
-    uid = _uid(tr)
+    uid, _ = token_ids(tr)
     with torch.no_grad():
         net.user_modality_weight.copy_(torch.rand_like(net.user_modality_weight))
         ref.user_modality_weight.copy_(net.user_modality_weight)
@@ -106,7 +83,7 @@ def test_padding_switch_reweights_duplicated_co_users(tmp_path):
     net.pre_epoch_processing()
     w = net.uu_op.coo
     assert _user_graph(net, tr)[2] == {0: 3.0, 1: 1.0}  # the stored weights are the counts here
-    uid = _uid(tr)
+    uid, _ = token_ids(tr)
     row = w.to_dense()[uid[2]]  # tiny: 7 x 7
     e3, e1 = math.exp(3), math.exp(1)
     options = [(2 * e3 / (2 * e3 + e1), e1 / (2 * e3 + e1)), (e3 / (e3 + 2 * e1), 2 * e1 / (e3 + 2 * e1))]
@@ -130,22 +107,17 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
     (ma, ta), (mb, tb) = _model("la", **cfgs[0]), _model("lb", **cfgs[1])
     ga, gb = _built(ma, ta), _built(mb, tb)
     assert ga == gb
-    train = {tuple(r.split("\t")[:2]) for r in (lfm / "lastfm-2k.train.inter").read_text().splitlines()[1:]}
+    train = training_pairs(lfm / "lastfm-2k.train.inter")
     assert ga["ui"] == train
-    arr = np.array(sorted((int(u), int(i)) for u, i in train))
-    e, w = user_cooccurrence_topk(torch.from_numpy(arr[:, 0]), torch.from_numpy(arr[:, 1]), 1858, 1425, ma.user_topk)
-    assert ga["uu"] == {(str(u), str(v), round(x, 6)) for (u, v), x in zip(e.t().tolist(), w.tolist())}
+    assert ga["uu"] == _builder_user_graph(train, 1858, 1425, ma.user_topk)
 
 
 def _built(net, train_data):
     """Everything the model builds from data, in original ids: the user-item and user-user graphs."""
     ds = train_data._dataset
-    utok, itok = ds.field2id_token[ds.uid_field], ds.field2id_token[ds.iid_field]
-    nu = net.n_users
-    idx = net.norm_adj.coalesce().indices()
-    ui = idx[:, idx[0] < nu]
+    utok = ds.field2id_token[ds.uid_field]
     return {
-        "ui": set(zip(utok[ui[0].numpy()], itok[ui[1].numpy() - nu])),
+        "ui": user_item_pairs(net, ds),
         "uu": {(utok[u], utok[v], round(x, 6)) for (u, v), x in zip(net.user_edges.t().tolist(), net.user_edge_weights.tolist())},
     }
 
@@ -155,7 +127,7 @@ def test_one_step_gradients_reach_trained_parameters_only():
     net, tr = _model()
     graphs = (net.user_edges.clone(), net.user_edge_weights.clone(), net.norm_adj.clone())
     feats = {m: f.clone() for m, f in net.item_feats.items()}
-    loss = _train_step(net, next(iter(tr)).to(net.device))
+    loss = train_step(net, next(iter(tr)).to(net.device), pre_epoch=True)
     assert torch.isfinite(loss)
     names = {n for n, _ in net.named_parameters()}
     assert names == ({f"preference.{m}" for m in net.modalities} | {"user_modality_weight"}
@@ -171,11 +143,7 @@ def test_one_step_gradients_reach_trained_parameters_only():
     batch = next(iter(tr))
     net.eval()
     with torch.no_grad():
-        users, items, _ = net.forward()
-        u, p, n = batch[net.USER_ID], batch[net.ITEM_ID], batch[net.NEG_ITEM_ID]
-        diff = (users[u] * items[p]).sum(1) - (users[u] * items[n]).sum(1)
-        reg = sum((net.preference[m][u] ** 2).mean() for m in net.modalities) + (net.user_modality_weight**2).mean()
-        want = -torch.log2(torch.sigmoid(diff)).mean() + net.reg_weight * reg
+        want = _reference_loss(net, batch)
         assert torch.allclose(net.calculate_loss(batch), want, atol=1e-5)
 
 
@@ -189,7 +157,7 @@ def test_any_number_of_modalities(modalities):
     net, tr = _model(modalities=modalities, item_feature_norm={"audio": "l2", "whisper": "l2"})
     assert net.modalities == modalities
     assert (net.user_modality_weight is None) == (len(modalities) == 1)
-    loss = _train_step(net, next(iter(tr)).to(net.device))
+    loss = train_step(net, next(iter(tr)).to(net.device), pre_epoch=True)
     assert torch.isfinite(loss)
     net.eval()
     scores = net.full_sort_predict({net.USER_ID: torch.arange(1, 6, device=net.device)})
@@ -208,7 +176,4 @@ def test_one_epoch_end_to_end(dataset, fast):
 def test_checkpoint_reloads_for_evaluation(fast):
     result = run("DualGNN", config_dict=fast)
     assert os.path.isfile(result["checkpoint"])
-    config, model, ds, tr, va, te = load_data_and_model(result["checkpoint"])
-    trainer = get_trainer(type(model))(config, model)
-    again = trainer.evaluate(te, load_best_model=False)
-    assert {k: round(float(v), 4) for k, v in again.items()} == {k: round(v, 4) for k, v in result["test_result"].items()}
+    assert_checkpoint_evaluates_the_same(result)

@@ -10,28 +10,19 @@ import pytest
 import torch
 
 from conftest import BUNDLED
+from model_support import (assert_checkpoint_evaluates_the_same, model_and_data, token_ids, train_step, training_pairs,
+                           user_item_pairs, write_tiny_dataset)
 from test_recgoat import _copy_lastfm as copy_lastfm
 
-from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
-from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.quick_start import run
 
-QUIET = {"state": "ERROR", "show_progress": False}
+pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = {"embedding_size": 16, "feat_embed_dim": 16, "num_routing": 1}  # the runs' sizes: keeps the file fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(dataset=None, **overrides):
-    cfg = dict(QUIET, graph_cache_dir=None)
-    cfg.update(overrides)
-    config, _, train_data, _, _, _ = prepare("GRCN", dataset, config_dict=cfg, log=False)
-    return build_model(config, train_data), train_data
+    """``(GRCN, train_data)`` on ``dataset`` (None: the default, lastfm-2k), graphs not cached."""
+    return model_and_data("GRCN", dataset, **{"graph_cache_dir": None, **overrides})
 
 
 # ------------------------------------------------------------------------------------------ a tiny dataset
@@ -45,36 +36,16 @@ CONF_I = {0: 1.0, 1: -1.0, 2: 1.0, 3: 1.0, 4: 1.0}
 
 
 def _tiny(tmp_path, name="tiny", valid=VALID, test=TEST):
-    d = tmp_path / "data" / name
-    d.mkdir(parents=True)
-    for split, rows in (("train", [(u, i) for u, its in TRAIN.items() for i in its]),
-                        ("valid", list(valid.items())), ("test", list(test.items()))):
-        lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in rows]
-        (d / f"{name}.{split}.inter").write_text("\n".join(lines) + "\n")
-    np.save(d / "text_feat.npy", np.random.default_rng(0).random((5, 2)).astype(np.float32) + 0.1)
-    return {
-        "data_path": str(tmp_path / "data"),
-        "load_col": {"inter": ["user_id", "item_id"]},
-        "benchmark_filename": ["train", "valid", "test"],
-        "item_feature_files": {"text": "text_feat.npy"},
-        "modalities": ["text"],
-        "train_batch_size": 16,
-        "embedding_size": 2,
-        "feat_embed_dim": 2,
-    }
-
-
-def _ids(train_data):
-    ds = train_data._dataset
-    uid = {int(t): k for k, t in enumerate(ds.field2id_token[ds.uid_field]) if t != "[PAD]"}
-    iid = {int(t): k for k, t in enumerate(ds.field2id_token[ds.iid_field]) if t != "[PAD]"}
-    return uid, iid
+    """The rows above (other validation/test rows if given), random positive 2-d text features
+    (replaced by FEATS in the hand cases), 2-d embeddings."""
+    feats = {"text": np.random.default_rng(0).random((5, 2)).astype(np.float32) + 0.1}
+    return {**write_tiny_dataset(tmp_path, name, TRAIN, valid, test, feats), "embedding_size": 2, "feat_embed_dim": 2}
 
 
 def _set_hand_case(net, tr):
     """The MLP is the identity (positive features: leaky_relu changes nothing), features, preferences
     and confidences as the tables above."""
-    uid, iid = _ids(tr)
+    uid, iid = token_ids(tr)
     with torch.no_grad():
         net.feature_mlp["text"].weight.copy_(torch.eye(2))
         net.feature_mlp["text"].bias.zero_()
@@ -93,7 +64,7 @@ def _set_hand_case(net, tr):
 
 def _edges(net, tr, values):
     """``{(user token, item token): value}`` of an edge vector ``[E]``."""
-    uid, iid = _ids(tr)
+    uid, iid = token_ids(tr)
     ut, it = {v: k for k, v in uid.items()}, {v: k for k, v in iid.items()}
     return {(ut[u], it[i]): float(x) for u, i, x in zip(net.train_users.tolist(), net.train_items.tolist(), values)}
 
@@ -125,7 +96,7 @@ def test_edge_pruning_is_the_hand_computed_refined_graph(tmp_path):
         assert got_iu[e] == pytest.approx(want_iu[e], abs=1e-6), e
     assert got_ui[(1, 0)] == 0.0 and got_iu[(0, 1)] == 0.0  # hard pruning: the disagreeing edges are gone
     # the refined graph carries the ID convolution: item 0 hears user 0 only (user 1's edge is pruned)
-    uid, iid = _ids(tr)
+    uid, iid = token_ids(tr)
     h = torch.nn.functional.normalize(net.ego_embeddings(), dim=1)
     want_i0 = h[net.n_users + iid[0]] + want_ui[(0, 0)] * h[uid[0]]
     assert torch.allclose(items[iid[0], :2], want_i0, atol=1e-6)
@@ -180,7 +151,7 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
     ga = _built(ma, ta)
     assert ga == _built(mb, tb)
     lfm = BUNDLED / "lastfm-2k"
-    train = {tuple(int(x) for x in r.split("\t")[:2]) for r in (lfm / "lastfm-2k.train.inter").read_text().splitlines()[1:]}
+    train = {(int(u), int(i)) for u, i in training_pairs(lfm / "lastfm-2k.train.inter")}
     assert ga["edges"] == train
     # no other data-derived structure: the buffers are the features, the edge list (and its CSR
     # kernels' index arrays, ``edges``, and its per-modality copies, ``modal_edges``) and the adjacency
@@ -200,12 +171,9 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
 def _built(net, train_data):
     ds = train_data._dataset
     utok, itok = ds.field2id_token[ds.uid_field], ds.field2id_token[ds.iid_field]
-    nu = net.n_users
-    idx = net.norm_adj.coalesce().indices()
-    ui = idx[:, idx[0] < nu]
     return {
         "edges": {(int(utok[u]), int(itok[i])) for u, i in zip(net.train_users.tolist(), net.train_items.tolist())},
-        "adj": {(int(utok[u]), int(itok[i - nu])) for u, i in ui.t().tolist()},
+        "adj": {(int(u), int(i)) for u, i in user_item_pairs(net, ds)},
     }
 
 
@@ -215,9 +183,7 @@ def test_one_step_gradients_reach_trained_parameters_only():
     feats = {m: f.clone() for m, f in net.item_feats.items()}
     edges = (net.train_users.clone(), net.train_items.clone())
     batch = next(iter(tr)).to(net.device)
-    net.train()
-    loss = net.calculate_loss(batch)
-    loss.backward()
+    loss = train_step(net, batch)
     assert torch.isfinite(loss)
     names = {n for n, _ in net.named_parameters()}
     assert names == ({"user_embedding.weight", "item_embedding.weight", "confidence"}
@@ -245,9 +211,7 @@ def test_one_step_gradients_reach_trained_parameters_only():
 def test_any_number_of_modalities(modalities):
     net, tr = _model(modalities=modalities, item_feature_norm={"audio": "l2", "whisper": "l2"})
     assert net.modalities == modalities and net.confidence.shape == (net.n_users + net.n_items, len(modalities))
-    net.train()
-    loss = net.calculate_loss(next(iter(tr)).to(net.device))
-    loss.backward()
+    loss = train_step(net, next(iter(tr)).to(net.device))
     assert torch.isfinite(loss)
     net.eval()
     scores = net.full_sort_predict({net.USER_ID: torch.arange(1, 6, device=net.device)})
@@ -266,7 +230,4 @@ def test_one_epoch_end_to_end(dataset, fast):
 def test_checkpoint_reloads_for_evaluation(fast):
     result = run("GRCN", config_dict=dict(fast, **SMALL))
     assert os.path.isfile(result["checkpoint"])
-    config, model, ds, tr, va, te = load_data_and_model(result["checkpoint"])
-    trainer = get_trainer(type(model))(config, model)
-    again = trainer.evaluate(te, load_best_model=False)
-    assert {k: round(float(v), 4) for k, v in again.items()} == {k: round(v, 4) for k, v in result["test_result"].items()}
+    assert_checkpoint_evaluates_the_same(result)

@@ -3,34 +3,23 @@ reference (values and gradients), the blockwise differentiable kNN, no leakage, 
 epoch graph schedule, end-to-end runs, checkpoint reload, any number of modalities."""
 
 import math
-import os
 
 import pytest
 import torch
 import torch.nn as nn
 
+from model_support import assert_checkpoint_evaluates_the_same, model_and_data, train_step, training_pairs
 from recbole_recgoat.model.lattice import LATTICE
 from recbole_recgoat.model.layers.knn import knn_similarities
-from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
-from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.quick_start import build_model, prepare, run
 from test_recgoat import _copy_lastfm
 
-QUIET = {"state": "ERROR", "show_progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(dataset="lastfm-2k", **overrides):
-    cfg = dict(QUIET, graph_cache_dir=os.path.abspath("graphs"))
-    cfg.update(overrides)
-    config, _, train_data, _, _, _ = prepare("LATTICE", dataset, config_dict=cfg, log=False)
-    return build_model(config, train_data), train_data
+    """``(LATTICE, train_data)`` on ``dataset``, graphs cached in the test's folder."""
+    return model_and_data("LATTICE", dataset, **overrides)
 
 
 def dense(edge_index, values, n):
@@ -184,7 +173,7 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
     assert (tmp_path / "a/data/lfm/lfm.test.inter").read_text() != (tmp_path / "b/data/lfm/lfm.test.inter").read_text()
     for key in built["a"]:
         assert built["a"][key] == built["b"][key], key
-    train = {tuple(r.split("\t")[:2]) for r in (tmp_path / "a/data/lfm/lfm.train.inter").read_text().splitlines()[1:]}
+    train = training_pairs(tmp_path / "a/data/lfm/lfm.train.inter")
     assert built["a"]["ui"] == train and built["a"]["loops"]
 
 
@@ -192,10 +181,7 @@ def test_training_step_gradients_and_graph_schedule():
     net, tr = build()
     batch = next(iter(tr)).to(net.device)
     raw_before = net.raw_values.clone()
-    net.train()
-    net.pre_epoch_processing()  # the epoch's first batch rebuilds the graph with gradients
-    loss = net.calculate_loss(batch)
-    loss.backward()
+    loss = train_step(net, batch, pre_epoch=True)  # the epoch's first batch rebuilds the graph with gradients
     assert torch.isfinite(loss)
     for name, p in net.named_parameters():  # every parameter the paper trains
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -229,9 +215,7 @@ def test_any_number_of_modalities(modalities):
 def test_one_epoch_both_datasets_and_checkpoint_reload(fast):
     result = run("LATTICE", config_dict=dict(fast, epochs=1))
     assert result["epochs_run"] == 1 and 0.0 < result["test_result"]["recall@20"] <= 1.0
-    config, model, ds, tr, va, te = load_data_and_model(result["checkpoint"])
-    again = get_trainer(type(model))(config, model).evaluate(te, load_best_model=False)
-    assert {k: round(float(v), 4) for k, v in again.items()} == {k: round(v, 4) for k, v in result["test_result"].items()}
+    assert_checkpoint_evaluates_the_same(result)
     ml = run("LATTICE", "ml-100k", config_dict=dict(fast, epochs=1))
     assert ml["epochs_run"] == 1 and 0.0 < ml["test_result"]["recall@20"] <= 1.0
 

@@ -2,7 +2,6 @@
 reference's arithmetic, no leakage, gradients, end to end, checkpoint reload, any number of modalities."""
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -10,35 +9,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from test_recgoat import _copy_lastfm as copy_lastfm
+from model_support import (assert_checkpoint_evaluates_the_same, assert_gradients_only_on, assert_same_built, model_and_data,
+                           quiet_lastfm_copy, train_step, training_pairs)
 
 from recbole_recgoat.model.mgcn import fuse, purify
-from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
-from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.quick_start import build_model, prepare, run
 
-QUIET = {"state": "ERROR", "show_progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(dataset="lastfm-2k", **overrides):
-    cfg = dict(QUIET, graph_cache_dir=os.path.abspath("graphs"))
-    cfg.update(overrides)
-    config, _, train_data, _, _, _ = prepare("MGCN", dataset, config_dict=cfg, log=False)
-    return build_model(config, train_data), train_data
-
-
-def train_step(net, batch):
-    net.train()
-    loss = net.calculate_loss(batch)
-    loss.backward()
-    return loss
+    """``(MGCN, train_data)`` on ``dataset``, graphs cached in the test's folder."""
+    return model_and_data("MGCN", dataset, **overrides)
 
 
 def linear(weight, bias=None):
@@ -171,13 +153,6 @@ def test_a_bad_softmax_switch_value_is_refused():
 
 
 # ------------------------------------------------------------------------ (b) no leakage
-def _copy_lastfm(root, permute_eval):
-    """The bundled Last.fm-2K in a folder of its own (``test_recgoat._copy_lastfm``: with
-    ``permute_eval`` other items in every validation and test row, each pair once per split)."""
-    cfg = copy_lastfm(root, "lfm", permute_eval=permute_eval)
-    return {**cfg, "item_feature_norm": {"audio": "l2"}, **QUIET}
-
-
 def _built_in_original_ids(cfg):
     config, _, tr, _, _, _ = prepare("MGCN", "lfm", config_dict=cfg, log=False)
     net, ds = build_model(config, tr), tr._dataset
@@ -197,15 +172,11 @@ def _built_in_original_ids(cfg):
 def test_nothing_is_built_from_validation_or_test_rows(tmp_path):
     """Every graph MGCN builds (R_hat, A_hat, the item-item graphs) and its feature tables are identical when
     the validation and test rows change, and R_hat holds exactly the training pairs."""
-    a = _built_in_original_ids(_copy_lastfm(tmp_path / "a", permute_eval=False))
-    b = _built_in_original_ids(_copy_lastfm(tmp_path / "b", permute_eval=True))
+    a = _built_in_original_ids(quiet_lastfm_copy(tmp_path / "a", permute_eval=False, item_feature_norm={"audio": "l2"}))
+    b = _built_in_original_ids(quiet_lastfm_copy(tmp_path / "b", permute_eval=True, item_feature_norm={"audio": "l2"}))
     assert (tmp_path / "a/data/lfm/lfm.test.inter").read_text() != (tmp_path / "b/data/lfm/lfm.test.inter").read_text()
-    assert a.keys() == b.keys()
-    for key in a:
-        assert a[key].keys() == b[key].keys(), key
-        assert all(a[key][e] == pytest.approx(b[key][e], abs=1e-7) if isinstance(a[key][e], float) else a[key][e] == b[key][e]
-                   for e in a[key]), key
-    train = {tuple(r.split("\t")[:2]) for r in (tmp_path / "a/data/lfm/lfm.train.inter").read_text().splitlines()[1:]}
+    assert_same_built(a, b)
+    train = training_pairs(tmp_path / "a/data/lfm/lfm.train.inter")
     assert set(a["R_hat"]) == train
 
 
@@ -217,10 +188,7 @@ def test_one_step_is_finite_and_reaches_the_trained_parameters_only():
     groups = ["user_embedding", "item_embedding", "query_common"]
     for m in net.modalities:
         groups += [f"feature_tables.{m}", f"feature_proj.{m}", f"purifier_gate.{m}", f"prefer_gate.{m}"]
-    for name, prm in net.named_parameters():
-        assert any(name.startswith(g) for g in groups), name
-        assert prm.grad is not None and torch.isfinite(prm.grad).all(), name
-        assert prm.grad.abs().sum() > 0, name
+    assert_gradients_only_on(net, groups)
     # frozen: the raw features and every graph are buffers without gradient
     assert not list(net.mm_ops.parameters()) and not list(net.r_op.parameters()) and not list(net.adj_op.parameters())
     for name, buf in net.named_buffers():
@@ -237,9 +205,7 @@ def test_one_epoch_end_to_end(dataset, fast):
     assert result["epochs_run"] == 1
     assert 0.0 < result["test_result"]["recall@20"] <= 1.0
     if dataset == "lastfm-2k":  # (e) the checkpoint reloads to the same test metrics
-        config, model, _, _, _, te = load_data_and_model(result["checkpoint"])
-        again = get_trainer(type(model))(config, model).evaluate(te, load_best_model=False)
-        assert {k: round(float(v), 4) for k, v in again.items()} == {k: round(v, 4) for k, v in result["test_result"].items()}
+        assert_checkpoint_evaluates_the_same(result)
 
 
 # ------------------------------------------------------------------------ (f) any number of modalities

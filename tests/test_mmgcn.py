@@ -10,34 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from conftest import BUNDLED
+from model_support import assert_checkpoint_evaluates_the_same, model_and_data, token_ids, train_step, write_tiny_dataset
 from test_recgoat import _copy_lastfm as copy_lastfm
 
-from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
-from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.quick_start import run
 
-QUIET = {"state": "ERROR", "show_progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(dataset=None, **overrides):
-    cfg = dict(QUIET, graph_cache_dir=None)
-    cfg.update(overrides)
-    config, _, train_data, _, _, _ = prepare("MMGCN", dataset, config_dict=cfg, log=False)
-    return build_model(config, train_data), train_data
-
-
-def _train_step(net, batch):
-    net.train()
-    loss = net.calculate_loss(batch)
-    loss.backward()
-    return loss
+    """``(MMGCN, train_data)`` on ``dataset`` (None: the default, lastfm-2k), graphs not cached."""
+    return model_and_data("MMGCN", dataset, **{"graph_cache_dir": None, **overrides})
 
 
 # ------------------------------------------------------------------------------------------ a tiny dataset
@@ -62,39 +45,19 @@ DEGREE = {("user", 1): 2, ("item", 1): 3}  # aggr_mode add: the sums
 
 
 def _tiny(tmp_path, name="tiny", valid=VALID, test=TEST):
-    d = tmp_path / "data" / name
-    d.mkdir(parents=True)
-    for split, rows in (("train", [(u, i) for u, its in TRAIN.items() for i in its]),
-                        ("valid", list(valid.items())), ("test", list(test.items()))):
-        lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in rows]
-        (d / f"{name}.{split}.inter").write_text("\n".join(lines) + "\n")
-    files = {}
+    """The rows above (other validation/test rows if given), text and audio features from FEATS."""
+    feats = {}
     for m, rows in FEATS.items():
         x = np.ones((8, 2), dtype=np.float32)
         for i, r in rows.items():
             x[i] = r
-        np.save(d / f"{m}_feat.npy", x)
-        files[m] = f"{m}_feat.npy"
-    return {
-        "data_path": str(tmp_path / "data"),
-        "load_col": {"inter": ["user_id", "item_id"]},
-        "benchmark_filename": ["train", "valid", "test"],
-        "item_feature_files": files,
-        "modalities": list(FEATS),
-        "train_batch_size": 16,
-    }
-
-
-def _ids(train_data):
-    ds = train_data._dataset
-    uid = {int(t): k for k, t in enumerate(ds.field2id_token[ds.uid_field]) if t != "[PAD]"}
-    iid = {int(t): k for k, t in enumerate(ds.field2id_token[ds.iid_field]) if t != "[PAD]"}
-    return uid, iid
+        feats[m] = x
+    return write_tiny_dataset(tmp_path, name, TRAIN, valid, test, feats)
 
 
 def _hand_set(net, tr):
     """Preferences from PREFS, first-layer aggregation weights W1 = I."""
-    uid, iid = _ids(tr)
+    uid, iid = token_ids(tr)
     with torch.no_grad():
         for m in net.modalities:
             gcn = net.gcn[m]
@@ -192,7 +155,7 @@ def test_one_step_gradients_reach_trained_parameters_only():
     net, tr = _model(mmgcn_latent_dim={"audio": 16})
     feats = {m: f.clone() for m, f in net.item_feats.items()}
     graph = net.ui_op.coo.values().clone()
-    loss = _train_step(net, next(iter(tr)).to(net.device))
+    loss = train_step(net, next(iter(tr)).to(net.device))
     assert torch.isfinite(loss)
     layers = {f"gcn.{m}.{k}.{l}{p}" for m in net.modalities for l in range(3)
               for k, ps in (("conv", [""]), ("linear", [".weight", ".bias"]), ("combine", [".weight", ".bias"])) for p in ps}
@@ -224,7 +187,7 @@ def test_reference_switch_keeps_ids_and_preferences_fixed():
     """``mmgcn_train_id_and_preference: False``: E and P_m get no gradient (the reference's plain tensors);
     the layers still train."""
     net, tr = _model(mmgcn_train_id_and_preference=False, modalities=["text"])
-    _train_step(net, next(iter(tr)).to(net.device))
+    train_step(net, next(iter(tr)).to(net.device))
     fixed = {"user_embedding.weight", "item_embedding.weight", "gcn.text.preference"}
     for n, p in net.named_parameters():
         if n in fixed:
@@ -237,7 +200,7 @@ def test_reference_switch_keeps_ids_and_preferences_fixed():
 def test_any_number_of_modalities(modalities):
     net, tr = _model(modalities=modalities, n_ui_layers=1)
     assert net.modalities == modalities and list(net.gcn) == modalities
-    loss = _train_step(net, next(iter(tr)).to(net.device))
+    loss = train_step(net, next(iter(tr)).to(net.device))
     assert torch.isfinite(loss)
     net.eval()
     scores = net.full_sort_predict({net.USER_ID: torch.arange(1, 6, device=net.device)})
@@ -256,7 +219,4 @@ def test_one_epoch_end_to_end(dataset, fast):
 def test_checkpoint_reloads_for_evaluation(fast):
     result = run("MMGCN", config_dict=dict(fast, epochs=1))
     assert os.path.isfile(result["checkpoint"])
-    config, model, ds, tr, va, te = load_data_and_model(result["checkpoint"])
-    trainer = get_trainer(type(model))(config, model)
-    again = trainer.evaluate(te, load_best_model=False)
-    assert {k: round(float(v), 4) for k, v in again.items()} == {k: round(v, 4) for k, v in result["test_result"].items()}
+    assert_checkpoint_evaluates_the_same(result)

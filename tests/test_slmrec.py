@@ -3,42 +3,24 @@ hand-computed cases, the loss against the reference's arithmetic, no leakage, gr
 checkpoint reload, any number of modalities."""
 
 import math
-import os
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from test_recgoat import _copy_lastfm as copy_lastfm
+from model_support import (assert_checkpoint_evaluates_the_same, assert_gradients_only_on, assert_same_built, model_and_data,
+                           quiet_lastfm_copy, train_step, training_pairs)
 
 from recbole_recgoat.model.slmrec import dot_nce, draw_two_branches, drop, fac_dims, mask_branch, propagated_layers
-from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
-from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.quick_start import build_model, prepare, run
 
-QUIET = {"state": "ERROR", "show_progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(dataset="lastfm-2k", **overrides):
-    cfg = dict(QUIET, graph_cache_dir=os.path.abspath("graphs"), train_batch_size=512)
-    cfg.update(overrides)
-    config, _, train_data, _, _, _ = prepare("SLMRec", dataset, config_dict=cfg, log=False)
-    return build_model(config, train_data), train_data
-
-
-def train_step(net, batch):
-    net.train()
-    loss = net.calculate_loss(batch)
-    loss.backward()
-    return loss
+    """``(SLMRec, train_data)`` on ``dataset``, batches of 512 unless overridden, graphs cached."""
+    return model_and_data("SLMRec", dataset, **{"train_batch_size": 512, **overrides})
 
 
 # torch.manual_seed(0); torch.rand(8) (CPU, Mersenne twister): the draws the dropout masks compare to p
@@ -211,8 +193,7 @@ def test_a_bad_ssl_task_is_refused():
 
 # ------------------------------------------------------------------------ (b) no leakage
 def _built_in_original_ids(root, permute_eval):
-    cfg = {**copy_lastfm(root, "lfm", permute_eval=permute_eval), **QUIET}
-    config, _, tr, _, _, _ = prepare("SLMRec", "lfm", config_dict=cfg, log=False)
+    config, _, tr, _, _, _ = prepare("SLMRec", "lfm", config_dict=quiet_lastfm_copy(root, permute_eval), log=False)
     net, ds = build_model(config, tr), tr._dataset
     utok, itok = ds.field2id_token[ds.uid_field], ds.field2id_token[ds.iid_field]
     nodes = np.r_[utok, itok]
@@ -228,12 +209,8 @@ def test_nothing_is_built_from_validation_or_test_rows(tmp_path):
     validation and test rows change, and A_hat's edges are exactly the training pairs (both ways)."""
     (a, train_a), (b, _) = (_built_in_original_ids(tmp_path / k, k == "b") for k in "ab")
     assert (tmp_path / "a/data/lfm/lfm.test.inter").read_text() != (tmp_path / "b/data/lfm/lfm.test.inter").read_text()
-    assert a.keys() == b.keys()
-    for key in a:
-        assert a[key].keys() == b[key].keys(), key
-        assert all(a[key][e] == pytest.approx(b[key][e], abs=1e-7) if isinstance(a[key][e], float) else a[key][e] == b[key][e]
-                   for e in a[key]), key
-    train = {tuple(r.split("\t")[:2]) for r in (tmp_path / "a/data/lfm/lfm.train.inter").read_text().splitlines()[1:]}
+    assert_same_built(a, b)
+    train = training_pairs(tmp_path / "a/data/lfm/lfm.train.inter")
     assert train_a == train
     assert set(a["A_hat"]) == train | {(i, u) for u, i in train}
 
@@ -249,10 +226,7 @@ def test_one_step_is_finite_and_reaches_the_trained_parameters_only(task):
     names = [n for n, _ in net.named_parameters()]
     for g in groups:
         assert any(n.startswith(g) for n in names), g
-    for name, prm in net.named_parameters():
-        assert any(name.startswith(g) for g in groups), name
-        assert prm.grad is not None and torch.isfinite(prm.grad).all(), name
-        assert prm.grad.abs().sum() > 0, name
+    assert_gradients_only_on(net, groups)
     # frozen: the features and the graph are buffers without gradient
     assert not list(net.adj_op.parameters())
     for name, buf in net.named_buffers():
@@ -266,9 +240,7 @@ def test_one_epoch_end_to_end(dataset, fast):
     assert result["epochs_run"] == 1
     assert 0.0 < result["test_result"]["recall@20"] <= 1.0
     if dataset == "lastfm-2k":  # (e) the checkpoint reloads to the same test metrics
-        config, model, _, _, _, te = load_data_and_model(result["checkpoint"])
-        again = get_trainer(type(model))(config, model).evaluate(te, load_best_model=False)
-        assert {k: round(float(v), 4) for k, v in again.items()} == {k: round(v, 4) for k, v in result["test_result"].items()}
+        assert_checkpoint_evaluates_the_same(result)
 
 
 # ------------------------------------------------------------------------ (f) any number of modalities

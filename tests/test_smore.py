@@ -3,46 +3,27 @@ reference's graphs, no leakage, gradients, end-to-end runs, checkpoint reload, a
 modalities. Everything at one thread, on the bundled datasets."""
 
 import math
-import os
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import BUNDLED
-from test_recgoat import _copy_lastfm as copy_lastfm
+from model_support import (assert_checkpoint_evaluates_the_same, model_and_data, quiet_lastfm_copy, train_step, training_pairs,
+                           user_item_pairs)
 
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.layers.graph import sparse_max
 from recbole_recgoat.model.smore import spectral_fusion
-from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare, run
-from recbole_recgoat.trainer import get_trainer
+from recbole_recgoat.quick_start import build_model, prepare, run
 
-QUIET = {"state": "ERROR", "show_progress": False}
 LASTFM = BUNDLED / "lastfm-2k"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(dataset=None, **overrides):
-    """``(model, train_data)`` built as a run builds it (seeded, training split)."""
-    cfg = dict(QUIET, graph_cache_dir=os.path.abspath("graphs"))
-    cfg.update(overrides)
-    config, _, train_data, _, _, _ = prepare("SMORE", dataset, config_dict=cfg, log=False)
-    return build_model(config, train_data), train_data
-
-
-def train_step(net, batch):
-    net.train()
-    loss = net.calculate_loss(batch)
-    loss.backward()
-    return loss
+    """``(SMORE, train_data)`` built as a run builds it (seeded, training split), graphs cached."""
+    return model_and_data("SMORE", dataset, **overrides)
 
 
 # ------------------------------------------------------------------------------ spectral fusion
@@ -165,13 +146,6 @@ def test_per_modality_knn_k_and_bad_values():
 
 
 # ------------------------------------------------------------------------------ leakage
-def _copy_lastfm(root, permute_eval):
-    """The bundled Last.fm-2K in a folder of its own (``test_recgoat._copy_lastfm``: with
-    ``permute_eval`` other items in every validation and test row, each pair once per split)."""
-    cfg = copy_lastfm(root, "lfm", permute_eval=permute_eval)
-    return {**cfg, "item_feature_norm": {"audio": "l2"}, **QUIET}
-
-
 def _built_in_original_ids(net, ds):
     """Every graph and feature the model built, keyed by original user / item tokens."""
     utok, itok = ds.field2id_token[ds.uid_field], ds.field2id_token[ds.iid_field]
@@ -183,9 +157,7 @@ def _built_in_original_ids(net, ds):
 
     out = {"R_hat": edges(net.R_op.coo, utok, itok)}
     out.update({f"S_{m}": edges(adj, itok, itok) for m, adj in net.mm_adj.items()})
-    idx = net.norm_adj.coalesce().indices()
-    ui = idx[:, idx[0] < net.n_users]
-    out["ui"] = set(zip(utok[ui[0].numpy()], itok[ui[1].numpy() - net.n_users]))
+    out["ui"] = user_item_pairs(net, ds)
     for m, f in net.item_feats.items():
         out[f"feat_{m}"] = {itok[k]: f[k].numpy().tobytes() for k in range(1, len(itok))}
     return out
@@ -194,7 +166,8 @@ def _built_in_original_ids(net, ds):
 def test_nothing_built_from_validation_or_test_rows(tmp_path):
     """Two datasets that differ only in their validation and test rows build identical graphs and
     features; the user-item graph holds exactly the training pairs."""
-    a_cfg, b_cfg = _copy_lastfm(tmp_path / "a", False), _copy_lastfm(tmp_path / "b", True)
+    a_cfg = quiet_lastfm_copy(tmp_path / "a", False, item_feature_norm={"audio": "l2"})
+    b_cfg = quiet_lastfm_copy(tmp_path / "b", True, item_feature_norm={"audio": "l2"})
     assert (tmp_path / "a/data/lfm/lfm.test.inter").read_text() != (tmp_path / "b/data/lfm/lfm.test.inter").read_text()
     built = []
     for cfg in (a_cfg, b_cfg):
@@ -203,7 +176,7 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
     assert built[0].keys() == built[1].keys()
     for key in built[0]:
         assert built[0][key] == built[1][key], key
-    train = {tuple(r.split("\t")[:2]) for r in (tmp_path / "a/data/lfm/lfm.train.inter").read_text().splitlines()[1:]}
+    train = training_pairs(tmp_path / "a/data/lfm/lfm.train.inter")
     assert built[0]["ui"] == train
     assert {(u, i) for u, i, _ in built[0]["R_hat"]} == train
 
@@ -272,9 +245,7 @@ def test_same_seed_same_numbers():
 def test_one_epoch_on_lastfm_and_checkpoint_reload(fast):
     result = run("SMORE", config_dict=dict(fast, epochs=1))
     assert result["epochs_run"] == 1 and 0.0 < result["test_result"]["recall@20"] <= 1.0
-    config, model, _, _, _, te = load_data_and_model(result["checkpoint"])
-    again = get_trainer(type(model))(config, model).evaluate(te, load_best_model=False)
-    assert {k: round(float(v), 4) for k, v in again.items()} == {k: round(v, 4) for k, v in result["test_result"].items()}
+    assert_checkpoint_evaluates_the_same(result)
 
 
 def test_one_epoch_on_ml100k(fast):
