@@ -4,7 +4,6 @@ import json
 import re
 
 import numpy as np
-import pytest
 from features_support import FakeChatServer, small_lastfm, train_items
 
 from recbole_recgoat.features.cli import main

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BUNDLED
 from model_support import (assert_checkpoint_evaluates_the_same, model_and_data, quiet_lastfm_copy, train_step, training_pairs,
                            user_item_pairs)
 
@@ -17,7 +16,6 @@ from recbole_recgoat.model.layers.graph import sparse_max
 from recbole_recgoat.model.smore import spectral_fusion
 from recbole_recgoat.quick_start import build_model, prepare, run
 
-LASTFM = BUNDLED / "lastfm-2k"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
