@@ -250,6 +250,7 @@ def test_grid_progress_counts_cells_and_estimates_the_rest():
     assert progress.text() == "[2/4 cells, 1 failed, 01:00, ETA 01:00]"
     progress.tick(), progress.tick()
     assert progress.text().endswith("ETA 00:00]")
+    assert GridProgress(3, clock=lambda: 0.0, unit="searches").text() == "[0/3 searches, 00:00, ETA ?]"  # a tuning's tasks
 
 
 def test_execute_says_cells_done_of_total(capsys, tmp_path):

@@ -233,7 +233,8 @@ def cmd_tune(args, doc):
 
     with store.writer("benchmark tune"):
         ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
-                                    ray_address=_pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result)
+                                    ray_address=_pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result,
+                                    unit="searches")
     for t in tasks:
         tuned = (results.get(t.key) or {}).get("tuned")
         if tuned:

@@ -90,13 +90,14 @@ def record_same_runs(copies, store):
 
 
 class GridProgress:
-    """Cells done of ``total`` and the ETA of the rest, from the wall time since ``start``: tqdm's
-    meter (:func:`~recbole_recgoat.utils.console.meter`), one line per finished cell (a log, not a
-    redrawn bar: the cells' own lines interleave)."""
+    """Tasks done of ``total`` and the ETA of the rest, from the wall time since ``start``: tqdm's
+    meter (:func:`~recbole_recgoat.utils.console.meter`), one line per finished task (a log, not a
+    redrawn bar: the tasks' own lines interleave). ``unit`` names the tasks: ``cells`` of a run,
+    ``searches`` (one model x dataset each) of a tuning."""
 
-
-    def __init__(self, total, start=None, clock=time.time):
+    def __init__(self, total, start=None, clock=time.time, unit="cells"):
         self.total, self.done, self.failed = int(total), 0, 0
+        self.unit = unit
         self.clock = clock
         self.start = clock() if start is None else start
 
@@ -107,7 +108,7 @@ class GridProgress:
     def text(self):
         failed = f", {self.failed} failed" if self.failed else ""
         text = meter("", self.done, self.total, self.clock() - self.start,
-                     bar_format="{n_fmt}/{total_fmt} cells" + failed + ", {elapsed}, ETA {remaining}")
+                     bar_format="{n_fmt}/{total_fmt} " + self.unit + failed + ", {elapsed}, ETA {remaining}")
         return f"[{text}]"
 
 
@@ -129,9 +130,9 @@ def _store_result(store, cell, out, progress=None):
     return True
 
 
-def _with_progress(on_result, total):
-    """``on_result`` followed by a progress line (cells done / total, ETA)."""
-    progress = GridProgress(total)
+def _with_progress(on_result, total, unit="cells"):
+    """``on_result`` followed by a progress line (tasks done / total, ETA)."""
+    progress = GridProgress(total, unit=unit)
 
     def handle(cell, out):
         ok = on_result(cell, out)
@@ -142,20 +143,21 @@ def _with_progress(on_result, total):
     return handle
 
 
-def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, fn=None, on_result=None):
+def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, fn=None, on_result=None, unit="cells"):
     """Run ``tasks`` (cells) with ``fn`` (default :func:`worker.run_cell`); returns ``(ok, failed)``.
 
-    ``on_result(cell, out)`` handles each result (default: append it to the store).
+    ``on_result(cell, out)`` handles each result (default: append it to the store); ``unit`` names
+    the tasks in the progress lines.
     """
     from recbole_recgoat.benchmark import worker
 
     fn = fn or worker.run_cell
     tasks = list(tasks)
     if on_result is None:
-        progress = GridProgress(len(tasks))
+        progress = GridProgress(len(tasks), unit=unit)
         on_result = lambda cell, out: _store_result(store, cell, out, progress)  # noqa: E731
     else:
-        on_result = _with_progress(on_result, len(tasks))
+        on_result = _with_progress(on_result, len(tasks), unit)
     if backend == "ray":
         return _execute_ray(tasks, store, jobs, threads, ray_address, fn, on_result)
     if backend != "local":
