@@ -186,7 +186,7 @@ def test_killed_search_replays_its_finished_trials(tmp_path, monkeypatch):
     assert doc["params"] == {"weight_decay": 1.0e-05} and doc["budget"]["evaluated"] == 2
 
 
-def test_a_larger_budget_reuses_the_smaller_searchs_trials(tmp_path, monkeypatch):
+def test_a_larger_budget_reuses_the_smaller_searchs_trials(tmp_path, monkeypatch, capsys):
     """Raising the budget (or changing the algorithm) of a search trains only the new grid points;
     the reused trials keep their results and say where they came from. Another seed, another
     dataset whose name extends this one's, or another store not named in reuse_from reuse nothing."""
@@ -208,6 +208,7 @@ def test_a_larger_budget_reuses_the_smaller_searchs_trials(tmp_path, monkeypatch
     trained.clear()
     big_task = tuning.TuneTask("M", "ml-100k", space, max_evals=10, seed=7)
     big = tuning.run_search(big_task, store)  # no --force needed: same search, larger budget
+    assert "0 finished trials of its own; same search under another budget: 6 in s" in capsys.readouterr().out
     assert len(trained) == 4 and [t["params"] for t in big["trials"]][:6] == first6
     assert {tuple(c[3].items()) for c in trained}.isdisjoint({tuple(p.items()) for p in first6})
     records = read_lines(store.trials_path("M", "ml-100k", big_task.key))[0]

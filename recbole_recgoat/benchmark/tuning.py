@@ -126,6 +126,18 @@ def reusable_trials(task, store):
     return found
 
 
+def reuse_summary(reusable, own):
+    """What a search starts from, said once: its own finished trials and those of the same search
+    under another budget or algorithm, per store (a store named in ``reuse_from`` that lacks the
+    expected trials shows as 0 here, before anything trains again)."""
+    per_store = {}
+    for _, root in reusable.values():
+        name = os.path.basename(os.path.normpath(root))
+        per_store[name] = per_store.get(name, 0) + 1
+    found = ", ".join(f"{n} in {name}" for name, n in sorted(per_store.items())) or "none"
+    return f"{own} finished trials of its own; same search under another budget: {found}"
+
+
 def _trial_objective(task, store, trials, values, reusable=None):
     """Train one configuration and return its VALIDATION result (the test split is never read)."""
     from recbole_recgoat import quick_start
@@ -222,6 +234,7 @@ def run_search(task, store):
     trials_file = store.trials_path(task.model, task.dataset, task.key)
     trials, _ = read_lines(trials_file)
     reusable = reusable_trials(task, store)
+    print(f"{task.describe()}: {reuse_summary(reusable, len(trials))}", flush=True)
     evaluated = []
     if not task.space:
         doc = _document(task, {}, None, [], note=f"no search_space for {task.model}: its defaults are used")
