@@ -412,7 +412,7 @@ def test_sparse_operator_matches_torch_sparse_mm():
     ref = torch.sparse.mm(adj, y)
     ref.pow(2).sum().backward()
     assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(x.grad, y.grad, atol=1e-6)
-    rect = torch.sparse_coo_tensor(torch.stack([users, items]), torch.rand(200), (30, 20)).coalesce()
+    rect = torch.sparse_coo_tensor(torch.stack([users, items]), torch.rand(200), (30, 20), check_invariants=True).coalesce()
     rop = sparse.SparseOperator(rect)
     z = torch.randn(20, 3, dtype=torch.float32, requires_grad=True)
     (rop @ z).sum().backward()
