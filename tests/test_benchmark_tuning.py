@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import recbole_recgoat.quick_start as qs
 from recbole_recgoat.benchmark import tuning
@@ -125,6 +126,26 @@ def test_selection_never_reads_the_test_split(tmp_path, monkeypatch):
     assert budget["trials"] == 3 and budget["runs"] == 1
     row = board["tables"][0]["rows"][0]
     assert row["tuning"]["max_evals"] == 3 and row["tuning"]["cells_tuned_by"] == tuned_b["tune_key"]
+    # A search that chooses other parameters than the cells ran with (here its document is edited to
+    # stand for one) makes the row pending until its cells are re-run: no table ranks the old setting.
+    from recbole_recgoat.benchmark.leaderboard.markdown import render_dataset
+    from recbole_recgoat.utils.io import atomic_write
+
+    doc = load_yaml("s_clean/tuned/BPR-lastfm-2k.yaml")
+    other = next(v for v in doc["search_space"]["weight_decay"] if v != doc["params"]["weight_decay"])
+    doc.update(params={"weight_decay": other}, tune_key="f" * 16)
+    atomic_write("s_clean/tuned/BPR-lastfm-2k.yaml", yaml.safe_dump(doc).encode("utf-8"))
+    full = compute(Store("s_clean"), expected={"lastfm-2k": ["BPR"]})
+    board = full["datasets"]["lastfm-2k"]
+    assert board["tables"][0]["rows"] == [] and board["tables"][0]["pending"] == ["BPR"]
+    assert board["superseded"]["BPR"]["current_params"] == {"weight_decay": other} and board["superseded"]["BPR"]["cells"] == 1
+    assert full["average_rank"]["models"] == []
+    page = render_dataset(full, "lastfm-2k")
+    assert "| BPR | pending |" in page and "Re-running for its current tuning" in page
+    assert main(["run", "--models", "BPR", "--seeds", "1", "--store", "s_clean", "--use-tuned", "--jobs", "1",
+                 *QUICK, "--set", f"data_path={clean}"]) == 0
+    (row,) = compute(Store("s_clean"))["datasets"]["lastfm-2k"]["tables"][0]["rows"]
+    assert row["tuning"]["params"] == {"weight_decay": other} and row["n"] == 1  # the re-run cell, the old one ignored
     # --use-tuned without tuned parameters is an error naming what is missing.
     assert main(["run", "--models", "Pop", "--store", "s_clean", "--use-tuned", "--jobs", "1", *QUICK]) == 2
 

@@ -268,19 +268,25 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
         pu_metrics = list(dict.fromkeys(m for m in pu_metrics if m in metrics))
         labels = (feature_labels or {}).get(dataset)
         rows_by_name = OrderedDict((name, summarize_row(name, recs, metrics, labels)) for name, recs in variants.items())
-        for row in rows_by_name.values():
+        table_specs = tables or default_tables(list(rows_by_name), rows_by_name)  # superseded rows stay in them, pending
+        superseded = OrderedDict()
+        for name, row in list(rows_by_name.items()):
             row["tuning"] = current_tuning(store, row["model"], dataset, row.get("tuning"))
+            newer = superseding_search(store, row["model"], dataset, row["tuning"])
+            if newer is not None:  # its cells ran for parameters the current search no longer chooses
+                superseded[name] = {"cells_params": (row["tuning"] or {}).get("params"), "cells_tune_key": row["tuning"]["tune_key"],
+                                    "current_params": newer["params"], "current_tune_key": newer["tune_key"], "cells": row["n"]}
+                del rows_by_name[name]
         stats_list = [r.get("dataset_stats") for r in all_recs if r.get("dataset_stats")]
         ds_out = {"stats": stats_list[0] if stats_list else None,
                   "stats_consistent": all(s == stats_list[0] for s in stats_list) if stats_list else None,
                   "metrics": metrics, "headline": head, "valid_metric": valid_metric,
-                  "protocol": protocol_of(all_recs), "tables": []}
-        table_specs = tables or default_tables(list(rows_by_name), rows_by_name)
+                  "protocol": protocol_of(all_recs), "tables": [], "superseded": superseded}
         for spec in table_specs:
             if not table_on(spec, dataset):
                 continue
             names = [n for n in spec["rows"] if n in rows_by_name]
-            pending = [n for n in spec["rows"] if n not in rows_by_name and n in expected.get(dataset, ())]
+            pending = [n for n in spec["rows"] if n not in rows_by_name and (n in expected.get(dataset, ()) or n in superseded)]
             if not names:
                 if pending:
                     ds_out["tables"].append({"title": spec["title"], "sort": spec.get("sort", "score"), "rows": [],
@@ -317,6 +323,24 @@ def current_tuning(store, model, dataset, tuning):
     if current is None or current[1].get("tune_key") == tuning["tune_key"] or current[0] != tuning.get("params"):
         return tuning
     return {**current[1], "cells_tuned_by": tuning["tune_key"]}
+
+
+def superseding_search(store, model, dataset, tuning):
+    """The store's current tuned document (``load_tuned``'s info) of ``model`` on ``dataset`` when it
+    is another search than the one a row's cells ran for (``tuning``, after :func:`current_tuning`,
+    which already maps a search that kept the cells' choice onto the current one); else None.
+
+    Such cells ran with parameters the current search does not choose (a larger budget found a
+    better point, or a key was renamed): the row is pending until its cells are re-run, so that no
+    table ranks a model by a setting it no longer has."""
+    from recbole_recgoat.benchmark.tuning import load_tuned
+
+    if not tuning or not tuning.get("tune_key"):
+        return None
+    current = load_tuned(store, model, dataset)
+    if current is None or current[1].get("tune_key") == tuning["tune_key"]:
+        return None
+    return current[1]
 
 
 def table_on(spec, dataset):

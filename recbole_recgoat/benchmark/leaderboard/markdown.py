@@ -140,7 +140,7 @@ def average_rank_lines(board, focus=None):
             if n not in ranked and n not in pending:
                 pending.append(n)
     if pending:
-        lines += ["", "Pending (configured, no finished cell yet; not ranked): " + ", ".join(pending) + "."]
+        lines += ["", "Pending (configured, no finished cell for its current tuning yet; not ranked): " + ", ".join(pending) + "."]
     return lines
 
 
@@ -173,6 +173,7 @@ def render_dataset(board, dname, columns=None, title=None, focus=None, command=N
         lines += ["", "Protocol: " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in p.items())]
     if ds["tables"] and any(t["rows"] for t in ds["tables"]):
         lines += ["", "Summary:", ""] + summary_lines(ds, focus)
+    lines += superseded_lines(ds)
     figs = board.get("figures") or {}
     for table in ds["tables"]:
         lines += table_lines(table, dname, cols, head, figs)
@@ -180,6 +181,17 @@ def render_dataset(board, dname, columns=None, title=None, focus=None, command=N
     lines += cost_lines(ds)
     lines += settings_lines(ds)
     return "\n".join(lines) + "\n"
+
+
+def superseded_lines(ds):
+    """Rows shown as pending because the store's current search chose other parameters than their
+    cells ran with (their old cells stay in the store, not on the page)."""
+    sup = ds.get("superseded") or {}
+    if not sup:
+        return []
+    items = [f"{n} ({v['cells']} cells for {_flow(v['cells_params'])} of search {v['cells_tune_key']}; its current search "
+             f"{v['current_tune_key']} chose {_flow(v['current_params'])})" for n, v in sup.items()]
+    return ["", "Re-running for its current tuning, pending until then: " + "; ".join(items) + "."]
 
 
 def table_lines(table, dname, cols, head, figs):
@@ -191,9 +203,9 @@ def table_lines(table, dname, cols, head, figs):
         lines.append(f"Test split, mean ± std over {seeds_text(nseeds)}; best of each column in bold; "
                      + (f"rows sorted by test {pretty(head)}." if table.get("sort", "score") == "score"
                         else "rows in the order the table is defined in.")
-                     + (" Pending: configured, no finished cell in the store yet." if pending else ""))
+                     + (" Pending: configured, no finished cell for its current tuning in the store yet." if pending else ""))
     else:
-        lines.append("Every row is pending: configured, no finished cell in the store yet.")
+        lines.append("Every row is pending: configured, no finished cell for its current tuning in the store yet.")
     lines += ["", "| Model | " + " | ".join(pretty(c) for c in cols) + " | seeds | features |",
               "|---|" + "---:|" * len(cols) + "---:|---|"]
     for r in rows:
