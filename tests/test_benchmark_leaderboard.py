@@ -262,7 +262,7 @@ def test_configured_rows_without_records_are_pending(bench, tmp_path):
     assert "## Only ml" in (tmp_path / "docs" / "board-ml-100k.md").read_text() and "Only ml" not in page
     assert not list((tmp_path / "docs" / "board_figures").glob("ml_100k*"))
     assert "Every row is pending" in (tmp_path / "docs" / "board-ml-100k.md").read_text()
-    assert "Pending (configured, no finished cell yet; not ranked): LightGCN." in (tmp_path / "docs" / "board.md").read_text()
+    assert "Pending (configured, no finished cell for its current tuning yet; not ranked): LightGCN." in (tmp_path / "docs" / "board.md").read_text()
     assert [m["name"] for m in board["average_rank"]["models"]] == [m["name"] for m in reference["average_rank"]["models"]]
 
 

@@ -1,5 +1,6 @@
 """What a leaderboard's numbers cost and came from: each model's tuning trials and runs in hours,
-the software versions of the records, the evaluation protocol they share."""
+the software versions of the records, the evaluation protocol they share, and the search a row's
+cells stand for (the store's current one when it kept their choice; else they are superseded)."""
 
 from collections import OrderedDict
 
@@ -54,3 +55,35 @@ def protocol_of(records):
     # records made before the key existed ran RecBole's own masking, the default
     out["test_mask"] = cfg.get("test_mask") or "train_valid"
     return out
+
+
+def current_tuning(store, model, dataset, tuning):
+    """The tuning a row's cells stand for: the store's current search of ``model`` on ``dataset``
+    when it chose the parameters the cells ran with (a larger budget that kept the choice keeps the
+    cells; ``cells_tuned_by`` names the search they were first run for), else the records' own."""
+    from recbole_recgoat.benchmark.tuning import load_tuned
+
+    if not tuning or not tuning.get("tune_key"):
+        return tuning
+    current = load_tuned(store, model, dataset)
+    if current is None or current[1].get("tune_key") == tuning["tune_key"] or current[0] != tuning.get("params"):
+        return tuning
+    return {**current[1], "cells_tuned_by": tuning["tune_key"]}
+
+
+def superseding_search(store, model, dataset, tuning):
+    """The store's current tuned document (``load_tuned``'s info) of ``model`` on ``dataset`` when it
+    is another search than the one a row's cells ran for (``tuning``, after :func:`current_tuning`,
+    which already maps a search that kept the cells' choice onto the current one); else None.
+
+    Such cells ran with parameters the current search does not choose (a larger budget found a
+    better point, or a key was renamed): the row is pending until its cells are re-run, so that no
+    table ranks a model by a setting it no longer has."""
+    from recbole_recgoat.benchmark.tuning import load_tuned
+
+    if not tuning or not tuning.get("tune_key"):
+        return None
+    current = load_tuned(store, model, dataset)
+    if current is None or current[1].get("tune_key") == tuning["tune_key"]:
+        return None
+    return current[1]
