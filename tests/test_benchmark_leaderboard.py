@@ -236,6 +236,22 @@ def test_average_rank_is_the_mean_of_the_per_dataset_ranks(bench, tmp_path):
     assert "## Average rank" in paths["md"].read_text()
 
 
+def test_rows_with_fewer_seeds_than_configured_are_shown_but_not_ranked(bench, tmp_path):
+    """A row whose seeds are still running is partial: its page shows "n/N" seeds, the average rank
+    leaves it out (and says so) until its seeds are in; with every seed in, the ranks are unchanged."""
+    full = json.loads(build(bench / "store", tmp_path / "a", figures=False)["json"].read_text())
+    rows = full["datasets"]["lastfm-2k"]["tables"][0]["rows"]
+    n = max(r["n"] for r in rows)
+    done = json.loads(build(bench / "store", tmp_path / "b", figures=False, expected_seeds={"lastfm-2k": n})["json"].read_text())
+    assert done["average_rank"]["models"] == full["average_rank"]["models"] and not done["average_rank"]["partial"]
+    paths = build(bench / "store", tmp_path / "c", figures=False, expected_seeds={"lastfm-2k": n + 1})
+    more = json.loads(paths["json"].read_text())
+    assert more["average_rank"]["models"] == []
+    assert more["average_rank"]["partial"] == {r["name"]: {"lastfm-2k": f"{r['n']}/{n + 1}"} for r in rows}
+    page = (tmp_path / "c" / "leaderboard-lastfm-2k.md").read_text()
+    assert f"| {n}/{n + 1} |" in page
+
+
 def test_configured_rows_without_records_are_pending(bench, tmp_path):
     """A model added to the yaml before its cells ran: its rows read "pending" (Markdown and LaTeX),
     a dataset without any record gets a page of pending rows, and the numbers of the others stand."""

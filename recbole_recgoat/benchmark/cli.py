@@ -260,7 +260,7 @@ def cmd_leaderboard(args, doc, argv=None):
         title=_pick(args.title, ldoc, "title"), focus=_pick(args.focus, ldoc, "focus"),
         datasets=_listify(_pick(args.datasets, ldoc, "datasets")), command=command,
         figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc),
-        feature_labels=ldoc.get("feature_labels"), expected=_expected(doc))
+        feature_labels=ldoc.get("feature_labels"), expected=_expected(doc), expected_seeds=_expected_seeds(doc))
     _say(f"wrote {paths['md']}, {len(paths['pages'])} dataset pages (.md, .tex), {paths['csv'].name}, "
          f"{paths['json'].name} and {len(paths['figures'])} figures")
     return 0
@@ -278,6 +278,18 @@ def _expected(doc):
     entries = build_entries(models, doc.get("variants") or {})
     datasets = _listify(doc.get("datasets")) or [DEFAULT_DATASET]
     return {d: [e.name for e in entries if e.datasets is None or d in e.datasets] for d in datasets}
+
+
+def _expected_seeds(doc):
+    """``{dataset: number of seeds}`` the benchmark yaml runs (rows with fewer are partial: shown,
+    not ranked); None without a yaml's ``models``."""
+    if not _listify(doc.get("models")):
+        return None
+    from recbole_recgoat.benchmark.spec import DEFAULT_DATASET, parse_seeds
+
+    datasets = _listify(doc.get("datasets")) or [DEFAULT_DATASET]
+    seeds = parse_seeds(doc.get("seeds"), datasets=datasets)
+    return {d: len(seeds[d] if isinstance(seeds, dict) else seeds) for d in datasets}
 
 
 def _note(args, ldoc):

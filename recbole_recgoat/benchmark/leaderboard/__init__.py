@@ -35,11 +35,12 @@ __all__ = ["build", "compute", "write"]
 
 def build(store, out_dir, name="leaderboard", tables=None, headline=None, columns=None, per_user_metrics=None,
           title=None, focus=None, datasets=None, command=None, figures=True, note=None, feature_labels=None,
-          expected=None):
+          expected=None, expected_seeds=None):
     """Compute the leaderboard from ``store`` and write it to ``out_dir``; returns the written paths.
-    ``expected``: ``{dataset: [row names]}`` the configuration runs (rows without records: pending)."""
+    ``expected``: ``{dataset: [row names]}`` the configuration runs (rows without records: pending);
+    ``expected_seeds``: ``{dataset: seeds}`` it runs (rows with fewer: partial, not ranked)."""
     board = compute(store, tables=tables, headline=headline, per_user_metrics=per_user_metrics, datasets=datasets,
-                    feature_labels=feature_labels, expected=expected, columns=columns)
+                    feature_labels=feature_labels, expected=expected, columns=columns, expected_seeds=expected_seeds)
     attach_curves(board, store)
     return write(board, out_dir, name=name, columns=columns, title=title, focus=focus, command=command, figures=figures,
                  note=note)

@@ -232,7 +232,7 @@ def default_tables(row_names, rows_by_name):
 
 
 def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=None, feature_labels=None,
-            expected=None, columns=None):
+            expected=None, columns=None, expected_seeds=None):
     """The leaderboard as a json-able dict (see the module docstring); ``feature_labels``:
     ``{dataset: {modality or "user": description}}`` for the rows' feature-set column.
 
@@ -241,6 +241,8 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
     listed in the table's ``pending`` (shown as "pending"), and an expected dataset without any
     record gets its tables of pending rows: a model can be added to the configuration before its
     cells have run. ``columns``: the metrics of the average rank (default :data:`DEFAULT_COLUMNS`).
+    ``expected_seeds``: ``{dataset: seeds}`` the configuration runs; a row with fewer finished seeds
+    gets ``partial: "n/N"``: shown, but not ranked until its seeds are in.
     """
     store = store if isinstance(store, Store) else Store(store)
     records, read_stats = store.records(with_stats=True)
@@ -269,6 +271,10 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
         pu_metrics = list(dict.fromkeys(m for m in pu_metrics if m in metrics))
         labels = (feature_labels or {}).get(dataset)
         rows_by_name = OrderedDict((name, summarize_row(name, recs, metrics, labels)) for name, recs in variants.items())
+        for row in rows_by_name.values():
+            want = (expected_seeds or {}).get(dataset)
+            if want and row["n"] < want:
+                row["partial"] = f"{row['n']}/{want}"
         table_specs = tables or default_tables(list(rows_by_name), rows_by_name)  # superseded rows stay in them, pending
         superseded = OrderedDict()
         for name, row in list(rows_by_name.items()):

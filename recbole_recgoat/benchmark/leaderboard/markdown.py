@@ -141,11 +141,11 @@ def average_rank_lines(board, focus=None):
                 pending.append(n)
     if pending:
         lines += ["", "Pending (configured, no finished cell for its current tuning yet; not ranked): " + ", ".join(pending) + "."]
+    part = ar.get("partial") or {}
+    if part:
+        lines += ["", "Partial (fewer seeds than configured; shown on its dataset's page, not ranked yet): " + ", ".join(
+            f"{n} ({', '.join(f'{d} {v} seeds' for d, v in by.items())})" for n, by in part.items()) + "."]
     return lines
-
-
-def _pending_cells(n):
-    return " | ".join(["pending"] * n)
 
 
 def render_dataset(board, dname, columns=None, title=None, focus=None, command=None, name="leaderboard"):
@@ -210,9 +210,9 @@ def table_lines(table, dname, cols, head, figs):
               "|---|" + "---:|" * len(cols) + "---:|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | " + " | ".join(_cell(r, c, best) for c in cols)
-                     + f" | {r['n']} | {r.get('features', 'n/a')} |")
+                     + f" | {r.get('partial') or r['n']} | {r.get('features', 'n/a')} |")
     for n in pending:
-        lines.append(f"| {n} | {_pending_cells(len(cols))} | 0 | pending |")
+        lines.append(f"| {n} | " + " | ".join(["pending"] * len(cols)) + " | 0 | pending |")
     if len(rows) > 1:
         imp = [table["improvement_pct"].get(c) for c in cols]
         lines.append("| *Improv. best vs runner-up* | " + " | ".join(

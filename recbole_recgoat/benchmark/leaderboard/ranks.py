@@ -25,21 +25,29 @@ def average_rank(datasets, shown_columns):
     """Every model's rank across datasets: on each dataset the first table (the models' table,
     "Overall" by default) is ranked per shown metric by the test mean (1 = best; ties share the
     mean rank); a model's average rank is the mean over datasets of its headline rank, and over
-    datasets x metrics. Pending rows and datasets without numbers take no part.
+    datasets x metrics. Pending rows, partial rows (``partial``: fewer seeds than configured) and
+    datasets without numbers take no part; partial rows are listed under ``partial``.
     ``shown_columns(ds)``: the metrics a dataset's tables show (ranked beside the headline).
 
     Returns:
         dict: ``columns``, ``headline``, ``datasets`` (those ranked), ``table`` (its title per
         dataset), ``n_models`` (rows ranked per dataset), ``models``: sorted by the number of
         datasets ranked on (most first), then the average rank, each ``{name, ranks: {dataset:
-        {metric: rank}}, datasets, mean_rank_headline, mean_rank_all}``.
+        {metric: rank}}, datasets, mean_rank_headline, mean_rank_all}``; ``partial``: ``{name:
+        {dataset: "n/N"}}``.
     """
     ranks, n_models, titles, heads, cols_all = defaultdict(dict), {}, {}, set(), []
+    partial = defaultdict(dict)
     for dname, ds in datasets.items():
         tables = [t for t in ds["tables"] if t["rows"]]
         if not tables:
             continue
-        table = tables[0]
+        for r in tables[0]["rows"]:
+            if r.get("partial"):
+                partial[r["name"]][dname] = r["partial"]
+        table = dict(tables[0], rows=[r for r in tables[0]["rows"] if not r.get("partial")])
+        if not table["rows"]:
+            continue
         titles[dname] = table["title"]
         heads.add(ds["headline"])
         cols = [ds["headline"]] + [c for c in shown_columns(ds) if c != ds["headline"]]
@@ -61,4 +69,4 @@ def average_rank(datasets, shown_columns):
     models.sort(key=lambda m: (-len(m["datasets"]), m["mean_rank_headline"] if m["mean_rank_headline"] is not None
                                else 1e9, m["mean_rank_all"] or 1e9, m["name"]))
     return {"columns": cols_all, "headline": sorted(heads), "datasets": sorted(titles), "table": titles,
-            "n_models": n_models, "models": models}
+            "n_models": n_models, "models": models, "partial": dict(partial)}
