@@ -229,7 +229,7 @@ def test_a_larger_budget_reuses_the_smaller_searchs_trials(tmp_path, monkeypatch
     trained.clear()
     big_task = tuning.TuneTask("M", "ml-100k", space, max_evals=10, seed=7)
     big = tuning.run_search(big_task, store)  # no --force needed: same search, larger budget
-    assert "0 finished trials of its own; same search under another budget: 6 in s" in capsys.readouterr().out
+    assert "0 finished trials of its own; other searches' trials, reused by run key: 6 in s" in capsys.readouterr().out
     assert len(trained) == 4 and [t["params"] for t in big["trials"]][:6] == first6
     assert {tuple(c[3].items()) for c in trained}.isdisjoint({tuple(p.items()) for p in first6})
     records = read_lines(store.trials_path("M", "ml-100k", big_task.key))[0]
@@ -263,9 +263,12 @@ def test_a_larger_budget_reuses_the_smaller_searchs_trials(tmp_path, monkeypatch
     tuning.run_search(tuning.TuneTask("M", "ml-100k", space, max_evals=8, seed=7), Store(tmp_path / "other"))
     assert len(trained) == 8
     trained.clear()
+    capsys.readouterr()
     doc = tuning.run_search(tuning.TuneTask("M", "ml-100k", space, max_evals=8, seed=7,
                                             reuse_from=[str(tmp_path / "s")]), Store(tmp_path / "third"))
     assert len(trained) == 0 and doc["budget"]["evaluated"] == 8
+    # every store searched is named; s holds seed 7's 10 trials and seed 8's 6 (other run keys: not reused)
+    assert "other searches' trials, reused by run key: 0 in third, 16 in s" in capsys.readouterr().out
 
 
 def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):

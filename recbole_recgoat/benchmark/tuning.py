@@ -37,6 +37,7 @@ grid run in its own store first).  A change of model code that changes numbers n
 
 import contextlib
 import os
+from collections import Counter
 import sys
 from functools import partial
 from pathlib import Path
@@ -106,6 +107,12 @@ class TuneTask:
         return cls(**d)
 
 
+def search_stores(task, store):
+    """The stores whose trials a search may reuse: ``store`` first, then ``task.reuse_from``."""
+    own = os.path.abspath(str(store.root))
+    return [str(store.root)] + [r for r in task.reuse_from if os.path.abspath(r) != own]
+
+
 def reusable_trials(task, store):
     """``{run_key: (trial, store_root)}``: finished trials of the same search under another budget
     or algorithm, in ``store`` and the stores of ``task.reuse_from`` (first found wins)."""
@@ -113,7 +120,7 @@ def reusable_trials(task, store):
 
     same_search = task.other_budget_keys()
     found = {}
-    for root in [str(store.root)] + [r for r in task.reuse_from if os.path.abspath(r) != os.path.abspath(str(store.root))]:
+    for root in search_stores(task, store):
         for path, tune_key in Store(root).trial_files(task.model, task.dataset):
             if tune_key == task.key:
                 continue
@@ -126,16 +133,14 @@ def reusable_trials(task, store):
     return found
 
 
-def reuse_summary(reusable, own):
-    """What a search starts from, said once: its own finished trials and those of the same search
-    under another budget or algorithm, per store (a store named in ``reuse_from`` that lacks the
-    expected trials shows as 0 here, before anything trains again)."""
-    per_store = {}
-    for _, root in reusable.values():
-        name = os.path.basename(os.path.normpath(root))
-        per_store[name] = per_store.get(name, 0) + 1
-    found = ", ".join(f"{n} in {name}" for name, n in sorted(per_store.items())) or "none"
-    return f"{own} finished trials of its own; same search under another budget: {found}"
+def reuse_summary(task, store, reusable, own):
+    """What a search starts from, said once: its own finished trials and, per store searched (its
+    own and those of ``task.reuse_from``), the finished trials of other searches of this model and
+    dataset that it reuses where a proposal has the same run key; a store that lacks the expected
+    trials shows 0 before anything trains again."""
+    per_store = Counter(root for _, root in reusable.values())
+    found = ", ".join(f"{per_store[r]} in {os.path.basename(os.path.normpath(r))}" for r in search_stores(task, store))
+    return f"{own} finished trials of its own; other searches' trials, reused by run key: {found}"
 
 
 def _trial_objective(task, store, trials, values, reusable=None):
@@ -234,7 +239,7 @@ def run_search(task, store):
     trials_file = store.trials_path(task.model, task.dataset, task.key)
     trials, _ = read_lines(trials_file)
     reusable = reusable_trials(task, store)
-    print(f"{task.describe()}: {reuse_summary(reusable, len(trials))}", flush=True)
+    print(f"{task.describe()}: {reuse_summary(task, store, reusable, len(trials))}", flush=True)
     evaluated = []
     if not task.space:
         doc = _document(task, {}, None, [], note=f"no search_space for {task.model}: its defaults are used")

@@ -9,8 +9,7 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 
 from recbole_recgoat.benchmark import stats as st
-from recbole_recgoat.benchmark.leaderboard.provenance import (budget_of, current_tuning, protocol_of, provenance_of,
-                                                               superseding_search)
+from recbole_recgoat.benchmark.leaderboard.provenance import budget_of, cells_search, protocol_of, provenance_of
 from recbole_recgoat.benchmark.leaderboard.ranks import average_rank
 from recbole_recgoat.benchmark.store import Store
 from recbole_recgoat.errors import InputError
@@ -271,17 +270,15 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
         pu_metrics = list(dict.fromkeys(m for m in pu_metrics if m in metrics))
         labels = (feature_labels or {}).get(dataset)
         rows_by_name = OrderedDict((name, summarize_row(name, recs, metrics, labels)) for name, recs in variants.items())
-        for row in rows_by_name.values():
-            want = (expected_seeds or {}).get(dataset)
-            if want and row["n"] < want:
-                row["partial"] = f"{row['n']}/{want}"
         table_specs = tables or default_tables(list(rows_by_name), rows_by_name)  # superseded rows stay in them, pending
+        want = (expected_seeds or {}).get(dataset)
         superseded = OrderedDict()
         for name, row in list(rows_by_name.items()):
-            row["tuning"] = current_tuning(store, row["model"], dataset, row.get("tuning"))
-            newer = superseding_search(store, row["model"], dataset, row["tuning"])
+            if want and row["n"] < want:
+                row["partial"] = f"{row['n']}/{want}"
+            row["tuning"], newer = cells_search(store, row["model"], dataset, row.get("tuning"))
             if newer is not None:  # its cells ran for parameters the current search no longer chooses
-                superseded[name] = {"cells_params": (row["tuning"] or {}).get("params"), "cells_tune_key": row["tuning"]["tune_key"],
+                superseded[name] = {"cells_params": row["tuning"].get("params"), "cells_tune_key": row["tuning"]["tune_key"],
                                     "current_params": newer["params"], "current_tune_key": newer["tune_key"], "cells": row["n"]}
                 del rows_by_name[name]
         stats_list = [r.get("dataset_stats") for r in all_recs if r.get("dataset_stats")]

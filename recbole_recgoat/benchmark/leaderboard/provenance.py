@@ -57,33 +57,22 @@ def protocol_of(records):
     return out
 
 
-def current_tuning(store, model, dataset, tuning):
-    """The tuning a row's cells stand for: the store's current search of ``model`` on ``dataset``
-    when it chose the parameters the cells ran with (a larger budget that kept the choice keeps the
-    cells; ``cells_tuned_by`` names the search they were first run for), else the records' own."""
+def cells_search(store, model, dataset, tuning):
+    """``(tuning, newer)``: the search a row's cells stand for, and the store's current search when
+    that one no longer chooses their parameters (else None); ``tuning`` is the records' own.
+
+    A current search (``tuned/<model>-<dataset>.yaml``) of another tune key that chose the cells'
+    parameters (a larger budget that kept the choice) stands for the cells: it is returned with
+    ``cells_tuned_by`` naming the search they were first run for. One that chose other parameters
+    (a better point, or a renamed key) is ``newer`` (``load_tuned``'s info): the row is pending
+    until its cells are re-run, so that no table ranks a model by a setting it no longer has."""
     from recbole_recgoat.benchmark.tuning import load_tuned
 
     if not tuning or not tuning.get("tune_key"):
-        return tuning
-    current = load_tuned(store, model, dataset)
-    if current is None or current[1].get("tune_key") == tuning["tune_key"] or current[0] != tuning.get("params"):
-        return tuning
-    return {**current[1], "cells_tuned_by": tuning["tune_key"]}
-
-
-def superseding_search(store, model, dataset, tuning):
-    """The store's current tuned document (``load_tuned``'s info) of ``model`` on ``dataset`` when it
-    is another search than the one a row's cells ran for (``tuning``, after :func:`current_tuning`,
-    which already maps a search that kept the cells' choice onto the current one); else None.
-
-    Such cells ran with parameters the current search does not choose (a larger budget found a
-    better point, or a key was renamed): the row is pending until its cells are re-run, so that no
-    table ranks a model by a setting it no longer has."""
-    from recbole_recgoat.benchmark.tuning import load_tuned
-
-    if not tuning or not tuning.get("tune_key"):
-        return None
+        return tuning, None
     current = load_tuned(store, model, dataset)
     if current is None or current[1].get("tune_key") == tuning["tune_key"]:
-        return None
-    return current[1]
+        return tuning, None
+    if current[0] != tuning.get("params"):
+        return tuning, current[1]
+    return {**current[1], "cells_tuned_by": tuning["tune_key"]}, None
