@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from recbole_recgoat.benchmark import stats as st  # noqa: E402
 from recbole_recgoat.benchmark.leaderboard.compute import select_records  # noqa: E402
-from recbole_recgoat.benchmark.leaderboard.markdown import fmt_num  # noqa: E402
+from recbole_recgoat.benchmark.leaderboard.text import fmt_num  # noqa: E402
 from recbole_recgoat.benchmark.store import Store  # noqa: E402
 
 METRICS = ("recall@20", "ndcg@20")
@@ -111,7 +111,12 @@ def diagnostics_table(rows, focus="RecGOAT"):
 
 
 def versus_baselines(rows, focus="RecGOAT"):
+    """RecGOAT against the baselines with as many seeds as the dataset's fullest row; a baseline
+    whose seeds are still running is named under the table, not ranked (as on the leaderboard)."""
     plain = {n: recs for n, recs in rows.items() if recs[0]["variant"] == recs[0]["model"] and n != focus}
+    full = max((len(recs) for recs in [*plain.values(), rows.get(focus, [])]), default=0)
+    running = {n: len(recs) for n, recs in plain.items() if len(recs) < full}
+    plain = {n: recs for n, recs in plain.items() if n not in running}
     if focus not in rows or not plain:
         return []
     out = ["| metric | RecGOAT | best baseline | its value | diff | p (paired t) | RecGOAT's rank |", "|---|---:|---|---:|---:|---:|---:|"]
@@ -122,6 +127,8 @@ def versus_baselines(rows, focus="RecGOAT"):
         rank = 1 + sum(1 for n, v in means.items() if n != focus and v > means[focus])
         out.append(f"| {m} | {fmt_num(means[focus])} | {best} | {fmt_num(means[best])} | {fmt_num(d) if d is None else f'{d:+.4f}'} | "
                    f"{fmt_p(p)} | {rank} of {len(means)} |")
+    if running:
+        out += ["", "Not ranked yet, seeds still running: " + ", ".join(f"{n} ({k}/{full})" for n, k in running.items()) + "."]
     return out
 
 

@@ -10,17 +10,19 @@ is conftest.py's ``one_thread``; conftest.py also registers this module for pyte
 """
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from test_recgoat import _copy_lastfm
+from conftest import BUNDLED
 
 from recbole_recgoat.quick_start import build_model, load_data_and_model, prepare
 from recbole_recgoat.trainer import get_trainer
 
+LASTFM = BUNDLED / "lastfm-2k"
 QUIET = {"state": "ERROR", "show_progress": False}
 
 
@@ -93,11 +95,58 @@ def training_pairs(inter_file):
     return {tuple(r.split("\t")[:2]) for r in Path(inter_file).read_text().splitlines()[1:]}
 
 
+def copy_lastfm(tmp_path, name="lfm", permute_eval=False):
+    """The bundled dataset in a folder of its own, plus user LM features built from TRAINING rows.
+
+    The user feature of a user is the mean text feature of the user's training items (a stand-in
+    for the LLM profile embedding; the real one is produced by ``python -m recbole_recgoat.features``).
+    ``permute_eval`` shuffles the item column of the validation and test rows.
+    """
+    d = tmp_path / "data" / name
+    d.mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        shutil.copy(LASTFM / f"lastfm-2k.{split}.inter", d / f"{name}.{split}.inter")
+    for f in ("text_feat.npy", "audio_feat.npy", "whisper_feat.npy"):
+        shutil.copy(LASTFM / f, d / f)
+    text = np.load(LASTFM / "text_feat.npy")
+    train = np.loadtxt(LASTFM / "lastfm-2k.train.inter", skiprows=1, dtype=np.int64)
+    n_users = 1858
+    sums = np.zeros((n_users, text.shape[1]))
+    np.add.at(sums, train[:, 0], text[train[:, 1]])
+    counts = np.bincount(train[:, 0], minlength=n_users)[:, None]
+    np.save(d / "user_feat.npy", (sums / np.maximum(counts, 1)).astype(np.float32))
+    if permute_eval:
+        rng = np.random.default_rng(7)
+        lines = {s: (d / f"{name}.{s}.inter").read_text().splitlines() for s in ("valid", "test")}
+        rows = [r.split("\t") for s in ("valid", "test") for r in lines[s][1:]]
+        items = rng.permutation([r[1] for r in rows])
+        k = 0
+        for s in ("valid", "test"):
+            out, pairs = [lines[s][0]], set()
+            for r in lines[s][1:]:
+                u, _, rating = r.split("\t")
+                if (u, items[k]) not in pairs:  # each (user, item) pair once per split: the loader refuses repeats
+                    pairs.add((u, items[k]))
+                    out.append(f"{u}\t{items[k]}\t{rating}")
+                k += 1
+            (d / f"{name}.{s}.inter").write_text("\n".join(out) + "\n")
+    return {
+        "data_path": str(tmp_path / "data"),
+        "load_col": {"inter": ["user_id", "item_id"]},
+        "benchmark_filename": ["train", "valid", "test"],
+        "item_feature_files": {"text": "text_feat.npy", "audio": "audio_feat.npy", "whisper": "whisper_feat.npy"},
+        "modalities": ["text", "audio"],
+        "user_feature_file": "user_feat.npy",
+        "state": "WARNING",
+        "graph_cache_dir": None,
+    }
+
+
 def quiet_lastfm_copy(root, permute_eval, **config):
-    """The bundled Last.fm-2K as dataset ``lfm`` in a folder of its own (``test_recgoat._copy_lastfm``:
+    """The bundled Last.fm-2K as dataset ``lfm`` in a folder of its own (:func:`copy_lastfm`:
     with ``permute_eval`` other items in every validation and test row, each pair once per split),
     with ``config`` added and quiet: the config of a copy for ``prepare``."""
-    return {**_copy_lastfm(root, "lfm", permute_eval=permute_eval), **config, **QUIET}
+    return {**copy_lastfm(root, "lfm", permute_eval=permute_eval), **config, **QUIET}
 
 
 # ------------------------------------------------------------------------------------------ checks

@@ -205,7 +205,7 @@ def test_per_user_tests_use_every_cell(bench):
 
 
 def test_seed_counts_are_written_in_words_that_agree():
-    from recbole_recgoat.benchmark.leaderboard.markdown import seeds_text
+    from recbole_recgoat.benchmark.leaderboard.text import seeds_text
 
     assert seeds_text([1]) == "1 seed" and seeds_text([2]) == "2 seeds" and seeds_text([3, 5]) == "3/5 seeds"
 
@@ -250,6 +250,28 @@ def test_rows_with_fewer_seeds_than_configured_are_shown_but_not_ranked(bench, t
     assert more["average_rank"]["partial"] == {r["name"]: {"lastfm-2k": f"{r['n']}/{n + 1}"} for r in rows}
     page = (tmp_path / "c" / "leaderboard-lastfm-2k.md").read_text()
     assert f"| {n}/{n + 1} |" in page
+    assert more["datasets"]["lastfm-2k"]["tables"][0]["best"] == {}  # nothing in bold while every row runs
+
+
+def test_a_partial_row_is_not_the_best_of_its_table(bench, tmp_path):
+    """The best row of the full store loses a seed: it is shown with "1/2" seeds, the best, the
+    runner-up, the bold, the summary's rank and the average rank go to the complete rows."""
+    full = json.loads(build(bench / "store", tmp_path / "a", figures=False)["json"].read_text())
+    overall = full["datasets"]["lastfm-2k"]["tables"][0]
+    top, second = overall["best"]["recall@20"], overall["runner_up"]["recall@20"]
+    shutil.copytree(bench / "store", tmp_path / "store")
+    recs = raw_records(bench / "store" / "records.jsonl")
+    drop = max((r for r in recs if r["variant"] == top), key=lambda r: r["seed"])
+    (tmp_path / "store" / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs if r is not drop))
+    paths = build(tmp_path / "store", tmp_path / "b", figures=False, expected_seeds={"lastfm-2k": 2}, focus=top)
+    board = json.loads(paths["json"].read_text())
+    table = board["datasets"]["lastfm-2k"]["tables"][0]
+    assert [r["partial"] for r in table["rows"] if r["name"] == top] == ["1/2"]
+    assert table["best"]["recall@20"] == second and table["runner_up"].get("recall@20") != top
+    assert top not in {m["name"] for m in board["average_rank"]["models"]}
+    page = (tmp_path / "b" / "leaderboard-lastfm-2k.md").read_text()
+    assert f"best on test Recall@20 is **{second}**" in page and f"{top} (1/2 seeds," in page
+    assert f"{top} ranks" not in page  # a partial row has no rank in the summary
 
 
 def test_configured_rows_without_records_are_pending(bench, tmp_path):
@@ -278,7 +300,8 @@ def test_configured_rows_without_records_are_pending(bench, tmp_path):
     assert "## Only ml" in (tmp_path / "docs" / "board-ml-100k.md").read_text() and "Only ml" not in page
     assert not list((tmp_path / "docs" / "board_figures").glob("ml_100k*"))
     assert "Every row is pending" in (tmp_path / "docs" / "board-ml-100k.md").read_text()
-    assert "Pending (configured, no finished cell for its current tuning yet; not ranked): LightGCN." in (tmp_path / "docs" / "board.md").read_text()
+    assert ("Pending (configured, no finished cell for its current tuning yet; not ranked there): "
+            "LightGCN (lastfm-2k, ml-100k), Pop (ml-100k), BPR (ml-100k).") in (tmp_path / "docs" / "board.md").read_text()
     assert [m["name"] for m in board["average_rank"]["models"]] == [m["name"] for m in reference["average_rank"]["models"]]
 
 

@@ -36,3 +36,20 @@ def printed(store):
 def test_findings_tables_are_the_scripts_output_on_the_committed_store():
     assert generated_block(DOC.read_text()) == printed(ROOT / "benchmarks" / "results")
 
+
+
+def test_a_baseline_with_seeds_still_running_is_named_not_ranked():
+    """RecGOAT's rank among the baselines counts rows with all seeds only: a baseline with a higher
+    mean over fewer seeds is listed under the table, as the leaderboard lists partial rows."""
+    def recs(name, values):
+        return [{"variant": name, "model": name, "seed": 999 + i, "test_result": {"recall@20": v, "ndcg@20": v}}
+                for i, v in enumerate(values)]
+
+    rows = {"RecGOAT": recs("RecGOAT", [0.40, 0.41, 0.42]), "BPR": recs("BPR", [0.30, 0.31, 0.33]),
+            "MGCN": recs("MGCN", [0.50, 0.52])}
+    table = load_benchmark_script("recgoat_findings").versus_baselines(rows)
+    assert table[2].startswith("| recall@20 | 0.4100 | BPR |") and table[2].endswith("| 1 of 2 |")
+    assert table[-1] == "Not ranked yet, seeds still running: MGCN (2/3)."
+    rows["MGCN"] += recs("MGCN", [0.0, 0.0, 0.51])[2:]
+    table = load_benchmark_script("recgoat_findings").versus_baselines(rows)
+    assert table[2].startswith("| recall@20 | 0.4100 | MGCN |") and table[2].endswith("| 2 of 3 |")

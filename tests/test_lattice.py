@@ -8,11 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from model_support import assert_checkpoint_evaluates_the_same, model_and_data, train_step, training_pairs
+from model_support import assert_checkpoint_evaluates_the_same, copy_lastfm, model_and_data, train_step, training_pairs
 from recbole_recgoat.model.lattice import LATTICE
 from recbole_recgoat.model.layers.knn import knn_similarities
 from recbole_recgoat.quick_start import build_model, prepare, run
-from test_recgoat import _copy_lastfm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -153,7 +152,7 @@ def test_nothing_built_from_validation_or_test_rows(tmp_path):
     training pairs plus self-loops), raw graphs and, under one seed, learned graph."""
     built = {}
     for name, permute in (("a", False), ("b", True)):
-        cfg = _copy_lastfm(tmp_path / name, "lfm", permute_eval=permute)
+        cfg = copy_lastfm(tmp_path / name, "lfm", permute_eval=permute)
         config, _, tr, _, _, _ = prepare("LATTICE", "lfm", config_dict=dict(cfg, seed=5, user_feature_file=None), log=False)
         model = build_model(config, tr)
         ds = tr._dataset

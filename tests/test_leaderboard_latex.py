@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from recbole_recgoat.benchmark.leaderboard.latex import render_latex
-from recbole_recgoat.benchmark.leaderboard.markdown import pretty
+from recbole_recgoat.benchmark.leaderboard.text import pretty
 
 ROOT = Path(__file__).resolve().parents[1]
 TEX = ROOT / "docs" / "leaderboard-lastfm-2k.tex"
@@ -42,7 +42,10 @@ def test_bold_underline_and_marks_follow_the_numbers():
     for (header, cells, improvement), table in zip(tables, ds["tables"]):
         cols = [m for m in ds["metrics"] if pretty(m) in header]
         assert [pretty(m) for m in cols] == header
-        assert list(cells) == [r["name"].replace("_", r"\_") for r in table["rows"]] + table.get("pending", [])
+        printed_names = {r["name"].replace("_", r"\_") + (f" ({r['partial']} seeds)" if r.get("partial") else ""): r["name"]
+                         for r in table["rows"]}  # a partial row says how many seeds it has
+        assert list(cells) == list(printed_names) + table.get("pending", [])
+        partial = {r["name"] for r in table["rows"] if r.get("partial")}
         for j, metric in enumerate(cols):
             parsed = {}
             for name, row in cells.items():
@@ -51,9 +54,9 @@ def test_bold_underline_and_marks_follow_the_numbers():
                     continue
                 m = CELL.match(row[j])
                 assert m, row[j]
-                parsed[name] = m
+                parsed[printed_names[name]] = m
             means = {n: float(m["mean"]) for n, m in parsed.items()}
-            ranked = sorted(means, key=lambda n: -means[n])
+            ranked = sorted((n for n in means if n not in partial), key=lambda n: -means[n])  # partial rows: no bold
             bold = [n for n, m in parsed.items() if m["bold"]]
             under = [n for n, m in parsed.items() if m["under"]]
             assert bold == [ranked[0]] and under == [ranked[1]], (table["title"], metric)

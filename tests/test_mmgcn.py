@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import BUNDLED
-from model_support import assert_checkpoint_evaluates_the_same, model_and_data, token_ids, train_step, write_tiny_dataset
-from test_recgoat import _copy_lastfm as copy_lastfm
+from model_support import (assert_checkpoint_evaluates_the_same, copy_lastfm, model_and_data, token_ids, train_step,
+                           write_tiny_dataset)
 
 from recbole_recgoat.quick_start import run
 

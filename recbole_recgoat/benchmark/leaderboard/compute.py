@@ -241,7 +241,7 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
     record gets its tables of pending rows: a model can be added to the configuration before its
     cells have run. ``columns``: the metrics of the average rank (default :data:`DEFAULT_COLUMNS`).
     ``expected_seeds``: ``{dataset: seeds}`` the configuration runs; a row with fewer finished seeds
-    gets ``partial: "n/N"``: shown, but not ranked until its seeds are in.
+    gets ``partial: "n/N"``: shown, but not ranked (no best, runner-up or average rank) until its seeds are in.
     """
     store = store if isinstance(store, Store) else Store(store)
     records, read_stats = store.records(with_stats=True)
@@ -301,7 +301,7 @@ def compute(store, tables=None, headline=None, per_user_metrics=None, datasets=N
             sort = spec.get("sort", "score")
             if sort == "score":
                 rows.sort(key=lambda r: -(r["test"][head]["mean"] if r["test"][head]["mean"] is not None else -1e9))
-            best, runner, improvement = rank_columns(rows, metrics)
+            best, runner, improvement = rank_columns([r for r in rows if not r.get("partial")], metrics)
             table = {"title": spec["title"], "sort": sort, "rows": rows, "pending": pending, "best": best,
                      "runner_up": runner, "improvement_pct": improvement, "headline": head,
                      "column_tests": column_tests(rows, best, runner, metrics)}

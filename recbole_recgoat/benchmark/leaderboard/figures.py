@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from recbole_recgoat.benchmark.leaderboard.compute import shown_columns
-from recbole_recgoat.benchmark.leaderboard.markdown import pretty
+from recbole_recgoat.benchmark.leaderboard.text import pretty
 
 
 def _slug(text):

@@ -7,7 +7,7 @@ The file is a complete document (``article`` + ``booktabs``) that compiles as is
 ``table`` environment to copy into a paper."""
 
 from recbole_recgoat.benchmark.leaderboard.compute import DEFAULT_COLUMNS, shown_columns
-from recbole_recgoat.benchmark.leaderboard.markdown import fmt_num, pretty, seeds_text
+from recbole_recgoat.benchmark.leaderboard.text import fmt_num, pretty, seeds_text
 
 ALPHA = 0.05
 MARK = r"$^{*}$"
@@ -44,6 +44,8 @@ def table_tex(table, dname, cols, alpha=ALPHA):
                f"{seeds_text(nseeds) if rows else 'no seed yet'}. Best of each column in bold, second underlined; "
                f"{MARK}: the best is significantly better than the second (paired t-test over seeds, "
                f"$p < {alpha:g}$). Improv.: relative improvement of the best over the second.")
+    if any(r.get("partial") for r in rows):
+        caption += " Rows with n/N seeds are still running and take no part in bold, underline or Improv."
     if pending:
         caption += " Pending: no finished run yet."
     lines = [r"\begin{table}[ht]", r"\centering", r"\small", f"\\caption{{{caption}}}",
@@ -51,7 +53,8 @@ def table_tex(table, dname, cols, alpha=ALPHA):
              r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
              "Model & " + " & ".join(escape(pretty(c)) for c in cols) + r" \\", r"\midrule"]
     for r in rows:
-        lines.append(escape(r["name"]) + " & " + " & ".join(cell_text(r, c, table, alpha) for c in cols) + r" \\")
+        name = r["name"] + (f" ({r['partial']} seeds)" if r.get("partial") else "")
+        lines.append(escape(name) + " & " + " & ".join(cell_text(r, c, table, alpha) for c in cols) + r" \\")
     for n in pending:
         lines.append(escape(n) + " & " + " & ".join(["pending"] * len(cols)) + r" \\")
     if len(rows) > 1:

@@ -2,37 +2,13 @@
 cost, settings and the exact config of every row."""
 
 import json
-import math
 import os
 
 import yaml
 
-from recbole_recgoat.benchmark import stats as st
 from recbole_recgoat.benchmark.leaderboard.compute import DEFAULT_COLUMNS, shown_columns
-
-_PRETTY = {"recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "map": "MAP", "hit": "Hit", "mrr": "MRR"}
-
-
-def seeds_text(counts):
-    """``[1]`` -> "1 seed", ``[3, 5]`` -> "3/5 seeds"."""
-    return f"{'/'.join(map(str, counts))} seed{'' if list(counts) == [1] else 's'}"
-
-
-def pretty(metric):
-    name, _, k = metric.partition("@")
-    return f"{_PRETTY.get(name, name)}@{k}" if k else _PRETTY.get(name, name)
-
-
-def fmt_p(p):
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "n/a"
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
-
-
-def fmt_num(x, nd=4):
-    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
-        return "n/a" if x is None or math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return f"{x:.{nd}f}"
+from recbole_recgoat.benchmark.leaderboard.summary import average_rank_lines, summary_lines
+from recbole_recgoat.benchmark.leaderboard.text import fmt_num, fmt_p, pretty, seeds_text
 
 
 def _cell(r, m, best, bold=True):
@@ -111,43 +87,6 @@ def render_markdown(board, columns=None, title=None, focus=None, command=None, n
     return "\n".join(lines) + "\n"
 
 
-def average_rank_lines(board, focus=None):
-    ar = board.get("average_rank") or {}
-    if not ar.get("models"):
-        return []
-    dsets = ar["datasets"]
-    heads = ", ".join(pretty(h) for h in ar["headline"])
-    cols = ", ".join(pretty(c) for c in ar["columns"])
-    tables = "; ".join(f"{d}: {ar['table'][d]}" for d in dsets)
-    lines = ["", "## Average rank", "",
-             f"Rank of each model on each dataset by the test mean (1 = best, ties share the mean rank), in the "
-             f"first table of the dataset ({tables}); average over the datasets of the {heads} rank, and over "
-             f"datasets x metrics ({cols}). Models ranked on fewer datasets come last.", "",
-             "| Model | " + " | ".join(f"{d} ({heads})" for d in dsets) + f" | average rank ({heads}) | average rank (all) |",
-             "|---|" + "---:|" * (len(dsets) + 2)]
-    for m in ar["models"]:
-        cells = []
-        for d in dsets:
-            r = (m["ranks"].get(d) or {}).get(board["datasets"][d]["headline"])
-            cells.append("-" if r is None else f"{r:g} / {ar['n_models'][d]}")
-        name = f"**{m['name']}**" if m["name"] == focus else m["name"]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt_num(m['mean_rank_headline'], 2)} | "
-                     f"{fmt_num(m['mean_rank_all'], 2)} |")
-    ranked = {m["name"] for m in ar["models"]}
-    pending = []
-    for ds in board["datasets"].values():
-        for n in (ds["tables"][0].get("pending") or []) if ds["tables"] else []:
-            if n not in ranked and n not in pending:
-                pending.append(n)
-    if pending:
-        lines += ["", "Pending (configured, no finished cell for its current tuning yet; not ranked): " + ", ".join(pending) + "."]
-    part = ar.get("partial") or {}
-    if part:
-        lines += ["", "Partial (fewer seeds than configured; shown on its dataset's page, not ranked yet): " + ", ".join(
-            f"{n} ({', '.join(f'{d} {v} seeds' for d, v in by.items())})" for n, by in part.items()) + "."]
-    return lines
-
-
 def render_dataset(board, dname, columns=None, title=None, focus=None, command=None, name="leaderboard"):
     """A dataset's results page: the dataset, its tables (mean ± std, features, pending rows,
     improvement), the significance of each table's best row, the budget and cost, and every row's
@@ -203,6 +142,7 @@ def table_lines(table, dname, cols, head, figs):
         lines.append(f"Test split, mean ± std over {seeds_text(nseeds)}; best of each column in bold; "
                      + (f"rows sorted by test {pretty(head)}." if table.get("sort", "score") == "score"
                         else "rows in the order the table is defined in.")
+                     + (" Seeds n/N: still running, not in bold or ranked yet." if any(r.get("partial") for r in rows) else "")
                      + (" Pending: configured, no finished cell for its current tuning in the store yet." if pending else ""))
     else:
         lines.append("Every row is pending: configured, no finished cell for its current tuning in the store yet.")
@@ -355,43 +295,3 @@ def _plain(obj):
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
-
-
-def summary_lines(ds, focus=None):
-    out = []
-    head = ds["headline"]
-    for table in ds["tables"]:
-        rows = table["rows"]
-        best = table["best"].get(head)
-        if best is None:
-            continue
-        b = next(r for r in rows if r["name"] == best)
-        txt = (f"**{table['title']}**: best on test {pretty(head)} is **{best}** "
-               f"({fmt_num(b['test'][head]['mean'])} ± {fmt_num(b['test'][head]['std'])}, {seeds_text([b['n']])})")
-        runner = table["runner_up"].get(head)
-        if runner:
-            imp = table["improvement_pct"].get(head)
-            seed_t = next((t for t in table.get("seed_tests") or [] if t["other"] == runner), None)
-            pu = next((t for t in (table.get("per_user_tests") or {}).get(head, []) if t["other"] == runner), None)
-            txt += f", {imp:+.2f}% over the runner-up {runner}" if imp is not None else f"; runner-up {runner}"
-            tests = []
-            if seed_t:
-                tests.append(f"paired t over seeds p = {fmt_p(seed_t['p_t'])}")
-            if pu:
-                tests.append(f"per-user Wilcoxon p = {fmt_p(pu['p_wilcoxon'])}")
-            if tests:
-                txt += " (" + "; ".join(tests) + ")"
-        out.append(txt + ".")
-        if focus:
-            f = next((r for r in rows if r["name"] == focus), None)
-            if f is not None and f["name"] != best:
-                order = [r["name"] for r in sorted(rows, key=lambda r: -r["test"][head]["mean"])]
-                rank = order.index(focus) + 1
-                gap = st.relative_improvement(f["test"][head]["mean"], b["test"][head]["mean"])
-                seed_t = next((t for t in table.get("seed_tests") or [] if t["other"] == focus), None)
-                out.append(f"{focus} ranks {rank} of {len(rows)} in this table ({fmt_num(f['test'][head]['mean'])} ± "
-                           f"{fmt_num(f['test'][head]['std'])}), {gap:+.2f}% relative to {best}"
-                           + (f" (paired t over seeds p = {fmt_p(seed_t['p_t'])})." if seed_t else "."))
-            elif f is not None and len(rows) > 1:
-                out.append(f"{focus} is the best row of this table.")
-    return [("- " + o) for o in out]
