@@ -24,7 +24,7 @@ from recbole_recgoat.model.layers.graph import (
     user_cooccurrence_topk,
 )
 from recbole_recgoat.model.layers.knn import cached_knn_graph, edge_cosines
-from recbole_recgoat.model.layers.losses import bpr_loss
+from recbole_recgoat.model.layers.losses import bpr_dot_loss
 from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 
@@ -336,10 +336,8 @@ class PreferenceGraphRecommender(MultiModalRecommender):
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
         user_all, item_all, _ = self.forward()
-        u = user_all.index_select(0, users)
-        pos_scores = (u * item_all.index_select(0, pos)).sum(dim=1)
-        neg_scores = (u * item_all.index_select(0, neg)).sum(dim=1)
-        loss = bpr_loss(pos_scores, neg_scores) / math.log(2.0)  # the reference's -mean(log2 sigmoid)
+        u = rows(user_all, users)
+        loss = bpr_dot_loss(u, rows(item_all, pos), rows(item_all, neg)) / math.log(2.0)  # the reference's -mean(log2 sigmoid)
         reg = sum((self.preference[m].index_select(0, users) ** 2).mean() for m in self.modalities)
         if self.user_modality_weight is not None:
             reg = reg + (self.user_modality_weight**2).mean()

@@ -86,9 +86,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_recgoat.model.abstract import GraphRecommender
-from recbole_recgoat.model.layers.graph import edge_softmax
+from recbole_recgoat.model.layers.graph import edge_softmax, rows
 from recbole_recgoat.model.layers.sparse import BipartiteEdgeOps
-from recbole_recgoat.model.layers.losses import bpr_loss
+from recbole_recgoat.model.layers.losses import bpr_dot_loss
 
 
 class GRCN(GraphRecommender):
@@ -213,8 +213,8 @@ class GRCN(GraphRecommender):
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
         user_all, item_all, _ = self.forward()
-        u = user_all.index_select(0, users)
-        loss = bpr_loss((u * item_all.index_select(0, pos)).sum(dim=1), (u * item_all.index_select(0, neg)).sum(dim=1))
+        u = rows(user_all, users)
+        loss = bpr_dot_loss(u, rows(item_all, pos), rows(item_all, neg))
         e_u = self.user_embedding(users)
         e_i = self.item_embedding(torch.cat([pos, neg]))
         reg = (e_u**2).mean() + (e_i**2).mean() + (self.preference[self.modalities[0]] ** 2).mean()

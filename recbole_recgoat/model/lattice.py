@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.graph import rows, sparse_from_edges
 from recbole_recgoat.model.layers.knn import knn_similarities
-from recbole_recgoat.model.layers.losses import bpr_loss
+from recbole_recgoat.model.layers.losses import bpr_dot_loss
 from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 
@@ -233,7 +233,7 @@ class LATTICE(GraphRecommender):
         u = rows(user_all, interaction[self.USER_ID])
         pos = rows(item_all, interaction[self.ITEM_ID])
         neg = rows(item_all, interaction[self.NEG_ITEM_ID])
-        loss = bpr_loss((u * pos).sum(dim=1), (u * neg).sum(dim=1))
+        loss = bpr_dot_loss(u, pos, neg)
         if self.reg_weight != 0.0:
             reg = 0.5 * (u.pow(2).sum() + pos.pow(2).sum() + neg.pow(2).sum()) / self.batch_size
             loss = loss + self.reg_weight * reg

@@ -77,7 +77,7 @@ import torch.nn as nn
 
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.graph import normalized_graph, rows, sparse_from_edges
-from recbole_recgoat.model.layers.losses import bpr_loss, info_nce
+from recbole_recgoat.model.layers.losses import bpr_dot_loss, info_nce
 from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 
@@ -191,7 +191,7 @@ class MGCN(GraphRecommender):
         neg = interaction[self.NEG_ITEM_ID]
         user_all, item_all, parts = self.forward()
         u, p, n = rows(user_all, users), rows(item_all, pos), rows(item_all, neg)
-        loss = bpr_loss((u * p).sum(dim=1), (u * n).sum(dim=1))
+        loss = bpr_dot_loss(u, p, n)
         reg = 0.5 * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / self.reg_denominator
         side_u, side_i = self.split_nodes(parts["side"])
         beh_u, beh_i = self.split_nodes(parts["behaviour"])

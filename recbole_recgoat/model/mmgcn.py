@@ -65,8 +65,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_recgoat.model.abstract import GraphRecommender
-from recbole_recgoat.model.layers.graph import sparse_from_edges
-from recbole_recgoat.model.layers.losses import bpr_loss
+from recbole_recgoat.model.layers.graph import rows, sparse_from_edges
+from recbole_recgoat.model.layers.losses import bpr_dot_loss
 from recbole_recgoat.model.layers.sparse import SparseOperator
 
 
@@ -182,10 +182,8 @@ class MMGCN(GraphRecommender):
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]
         user_all, item_all, _ = self.forward()
-        u = user_all.index_select(0, users)
-        pos_scores = (u * item_all.index_select(0, pos)).sum(dim=1)
-        neg_scores = (u * item_all.index_select(0, neg)).sum(dim=1)
-        loss = bpr_loss(pos_scores, neg_scores)
+        u = rows(user_all, users)
+        loss = bpr_dot_loss(u, rows(item_all, pos), rows(item_all, neg))
         # the reference: mean over the 2B interleaved (user, item) rows of E[u]^2 + E[i]^2
         reg = (self.user_embedding(users) ** 2).mean() + (self.item_embedding(torch.cat([pos, neg])) ** 2).mean()
         reg = reg + sum((self.gcn[m].preference ** 2).mean() for m in self.modalities)

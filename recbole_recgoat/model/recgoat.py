@@ -36,7 +36,7 @@ from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.alignment import cmcl, dimension_transport_map, exact_w1, lemma33_sides, sinkhorn_w1
 from recbole_recgoat.model.layers.attention import GATEncoder
 from recbole_recgoat.model.layers.graph import BufferDict, rows
-from recbole_recgoat.model.layers.losses import bpr_loss
+from recbole_recgoat.model.layers.losses import bpr_dot_loss
 
 
 
@@ -308,7 +308,7 @@ class RecGOAT(GraphRecommender):
         pos_pos, neg_pos = item_pos[: pos.numel()], item_pos[pos.numel() :]
         z_u, z_i, parts = self.forward(users, items)
         u_e = rows(z_u, user_pos)
-        bpr = bpr_loss((u_e * rows(z_i, pos_pos)).sum(dim=1), (u_e * rows(z_i, neg_pos)).sum(dim=1))
+        bpr = bpr_dot_loss(u_e, rows(z_i, pos_pos), rows(z_i, neg_pos))
         reg = self.reg_weight * self.emb_loss(self.user_embedding(user), self.item_embedding(pos), self.item_embedding(neg))
         # alignment on the batch's distinct positive items and distinct users (row positions in z_i / z_u)
         cl_items = self._subsample(torch.unique(pos_pos), self.cl_sample)

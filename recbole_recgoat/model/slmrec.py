@@ -87,7 +87,7 @@ import torch.nn.functional as F
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.graph import BufferDict, rows
-from recbole_recgoat.model.layers.losses import bpr_loss, dot_info_nce, info_nce
+from recbole_recgoat.model.layers.losses import bpr_dot_loss, dot_info_nce, info_nce
 
 
 def drop(x, p, generator=None):
@@ -225,7 +225,7 @@ class SLMRec(GraphRecommender):
             main = info_nce(u, p, p, self.main_temp) / users.numel()
         else:
             n = rows(item_all, interaction[self.NEG_ITEM_ID])
-            main = bpr_loss((u * p).sum(dim=1), (u * n).sum(dim=1))
+            main = bpr_dot_loss(u, p, n)
         if self.ssl_task == "FAC":
             ssl = self.fac_loss(parts["branches"], pos)
         else:

@@ -68,7 +68,7 @@ import torch.nn as nn
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.model.abstract import GraphRecommender
 from recbole_recgoat.model.layers.graph import normalized_graph, rows, sparse_from_edges, sparse_max
-from recbole_recgoat.model.layers.losses import bpr_loss, info_nce
+from recbole_recgoat.model.layers.losses import bpr_dot_loss, info_nce
 from recbole_recgoat.model.layers.sparse import SparseOperator, propagate
 
 
@@ -218,7 +218,7 @@ class SMORE(GraphRecommender):
         neg = interaction[self.NEG_ITEM_ID]
         user_all, item_all, parts = self.forward()
         u, ip, ineg = rows(user_all, users), rows(item_all, pos), rows(item_all, neg)
-        loss = bpr_loss((u * ip).sum(dim=1), (u * ineg).sum(dim=1))
+        loss = bpr_dot_loss(u, ip, ineg)
         reg = (u.square().sum() + ip.square().sum() + ineg.square().sum()) / (2 * users.numel())
         loss = loss + self.reg_weight * reg
         if self.cl_weight != 0.0:

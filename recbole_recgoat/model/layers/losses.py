@@ -16,6 +16,15 @@ def bpr_loss(pos_scores, neg_scores):
     return -F.logsigmoid(pos_scores - neg_scores).mean()
 
 
+def bpr_dot_loss(u, pos_items, neg_items):
+    """:func:`bpr_loss` of inner-product scores, ``mean(-log sigmoid(<u, i+> - <u, i->))``.
+
+    Args:
+        u, pos_items, neg_items (Tensor): ``[B, d]`` the batch's users, positive and negative items.
+    """
+    return bpr_loss((u * pos_items).sum(dim=1), (u * neg_items).sum(dim=1))
+
+
 def info_nce(anchor, positive, candidates, tau, weights=None):
     """InfoNCE summed over the batch: ``sum_b -log softmax_j(cos(a_b, c_j) / tau)[positive]``.
 
