@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from conftest import BUNDLED
-from model_support import (assert_checkpoint_evaluates_the_same, model_and_data, token_ids, train_step, training_pairs,
+from model_support import (assert_checkpoint_evaluates_the_same, copy_lastfm, model_and_data, token_ids, train_step, training_pairs,
                            user_item_pairs)
 from preference_graph_support import (VALID, TEST, EXPECTED_K1, EXPECTED_K2, _approx, _builder_user_graph, _reference_loss,
                                       _tiny, _user_graph)
-from test_recgoat import _copy_lastfm as copy_lastfm
 
 from recbole_recgoat.errors import InputError
 from recbole_recgoat.quick_start import run

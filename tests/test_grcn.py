@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from conftest import BUNDLED
-from model_support import (assert_checkpoint_evaluates_the_same, model_and_data, token_ids, train_step, training_pairs,
+from model_support import (assert_checkpoint_evaluates_the_same, copy_lastfm, model_and_data, token_ids, train_step, training_pairs,
                            user_item_pairs, write_tiny_dataset)
-from test_recgoat import _copy_lastfm as copy_lastfm
 
 from recbole_recgoat.quick_start import run
 
