@@ -271,6 +271,43 @@ def test_a_larger_budget_reuses_the_smaller_searchs_trials(tmp_path, monkeypatch
     assert "other searches' trials, reused by run key: 0 in third, 16 in s" in capsys.readouterr().out
 
 
+def test_status_says_what_the_grid_still_needs(tmp_path, monkeypatch, capsys):
+    """``status --config`` counts, per dataset, the searches not done at the yaml's budget (with the
+    trials in hand, reused ones included) and the cells not finished, those that wait for their
+    search apart; the counts move as searches and cells land."""
+    def fake_run(model, dataset, config_file_list, config_dict, cmd_args, **kw):
+        score = 0.1 + sum(float(v) for v in config_dict.values() if isinstance(v, (int, float)))
+        return {"valid_metric": "recall@20", "config": {"valid_metric_bigger": True}, "best_valid_score": score,
+                "best_valid_result": {"recall@20": score}, "best_epoch": 1, "epochs_run": 2, "train_time_s": 1.0}
+
+    monkeypatch.setattr(qs, "run", fake_run)
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text(f"store: {tmp_path / 's'}\nmodels: [BPR, LightGCN]\ndatasets: [lastfm-2k]\nseeds: 2\n"
+                   "tune: {max_evals: 3, seed: 7}\nsearch_space:\n  BPR: {weight_decay: [0.0, 1.0e-4, 1.0e-3, 1.0e-2]}\n"
+                   "  LightGCN: {n_layers: [1, 2, 3, 4]}\n")
+
+    def status():
+        capsys.readouterr()
+        assert main(["status", "--config", str(cfg)]) == 0
+        return capsys.readouterr().out.split(f"what {cfg} still needs:\n")[1]
+
+    assert status() == ("  lastfm-2k      searches 0/2 done (to run: BPR 0/3 trials, LightGCN 0/3 trials); cells 0/4 finished, "
+                        "0 to run, 4 wait for their search\n  in all: 6 trials and 0 cells to run, 4 cells after their search\n")
+    # a smaller budget first (--jobs 1: the trials run in this process, with the fake training)
+    assert main(["tune", "--config", str(cfg), "--jobs", "1", "--models", "BPR", "--max-evals", "2"]) == 0
+    assert "searches 0/2 done (to run: BPR 2/3 trials, LightGCN 0/3 trials); cells 0/4 finished, 2 to run, 2 wait" in status()
+    assert main(["tune", "--config", str(cfg), "--jobs", "1"]) == 0
+    assert "searches 2/2 done; cells 0/4 finished, 4 to run\n  in all: 0 trials and 4 cells to run" in status()
+    from recbole_recgoat.benchmark.spec import build_cells, build_entries
+    from recbole_recgoat.benchmark.store import append_line
+
+    store = Store(tmp_path / "s")
+    tuned = tuning.tuned_for(store, build_entries(["BPR"]), ["lastfm-2k"])
+    cell = build_cells(build_entries(["BPR"]), ["lastfm-2k"], [999], tuned=tuned)[0]
+    append_line(store.records_path, {"key": cell.key, "dataset": "lastfm-2k", "variant": "BPR", "seed": 999})
+    assert "cells 1/4 finished, 3 to run" in status()
+
+
 def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):
     """Only the budget and the algorithm may change without --force: another grid is refused."""
     from recbole_recgoat.errors import InputError

@@ -10,12 +10,13 @@ Every option of a subcommand can also come from ``--config bench.yaml`` (see doc
 options given on the command line win over the yaml.
 """
 
+import argparse
 import os
 import shlex
 import sys
-import time
 
 from recbole_recgoat.benchmark.parser import build_parser
+from recbole_recgoat.benchmark.runner import say
 from recbole_recgoat.errors import InputError
 
 STEPS = ("tune", "run", "leaderboard")
@@ -96,10 +97,6 @@ def _parallel(args, doc, n_tasks):
     return plan_parallelism(n_tasks, _pick(args.jobs, doc, "jobs"), _pick(args.threads, doc, "threads"))
 
 
-def _say(msg):
-    print(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args, doc):
     from recbole_recgoat.benchmark.spec import (BASE_SEED, DEFAULT_DATASET, build_cells, build_entries, check_keys,
@@ -143,7 +140,7 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
     todo = [c for c in todo if c.key not in copies]
     jobs, threads = _parallel(args, doc, len(todo))
     per_seed = (", ".join(f"{d} {len(s)}" for d, s in seeds.items()) if isinstance(seeds, dict) else len(seeds))
-    _say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets, seeds: {per_seed}): "
+    say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets, seeds: {per_seed}): "
          f"{len(cells) - len(todo) - len(copies)} finished, {len(todo)} to run"
          + (f", {len(copies)} the same run as another row" if copies else "") + f"; store {store.root}; "
          f"backend {_pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
@@ -159,10 +156,10 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
                                     ray_address=_pick(args.ray_address, doc, "ray_address"))
     if copies:
         n = runner.record_same_runs(copies, store)
-        _say(f"{n} of {len(copies)} rows recorded as the same run as another row (equal settings, not trained twice)")
+        say(f"{n} of {len(copies)} rows recorded as the same run as another row (equal settings, not trained twice)")
     if not todo:
         return 0
-    _say(f"{ok} cells finished, {failed} failed" + (f" (see {store.root / 'failures.jsonl'})" if failed else ""))
+    say(f"{ok} cells finished, {failed} failed" + (f" (see {store.root / 'failures.jsonl'})" if failed else ""))
     return 1 if failed else 0
 
 
@@ -218,16 +215,16 @@ def cmd_tune(args, doc):
     for t in tasks:  # the dataset, the overrides' keys and values: before the first trial
         Config(t.model, t.dataset, t.config_files or None, dict(t.overrides))
     jobs, threads = _parallel(args, doc, len(tasks))
-    _say(f"tuning {len(tasks)} model x dataset pairs; store {store.root}; jobs {jobs} x threads {threads}")
+    say(f"tuning {len(tasks)} model x dataset pairs; store {store.root}; jobs {jobs} x threads {threads}")
     for t in tasks:
         if not t.space:
-            _say(f"note: {t.model} has no search_space (properties/model/{t.model}.yaml): its defaults are recorded")
+            say(f"note: {t.model} has no search_space (properties/model/{t.model}.yaml): its defaults are recorded")
     results = {}
 
     def on_result(task, out):
         results[task.key] = out
         if out.get("error"):
-            _say(f"FAILED {task.describe()}:\n{out['error'].rstrip()}")
+            say(f"FAILED {task.describe()}:\n{out['error'].rstrip()}")
             return False
         return True
 
@@ -240,7 +237,7 @@ def cmd_tune(args, doc):
         if tuned:
             sel = tuned.get("selection") or {}
             score = sel.get("best_valid_score")
-            _say(f"{t.model} on {t.dataset}: {tuned.get('params')} (valid {sel.get('valid_metric')} "
+            say(f"{t.model} on {t.dataset}: {tuned.get('params')} (valid {sel.get('valid_metric')} "
                  f"{'n/a' if score is None else f'{score:.4f}'}, {tuned['budget']['evaluated']} trials)")
     return 1 if failed else 0
 
@@ -261,7 +258,7 @@ def cmd_leaderboard(args, doc, argv=None):
         datasets=_listify(_pick(args.datasets, ldoc, "datasets")), command=command,
         figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc),
         feature_labels=ldoc.get("feature_labels"), expected=_expected(doc), expected_seeds=_expected_seeds(doc))
-    _say(f"wrote {paths['md']}, {len(paths['pages'])} dataset pages (.md, .tex), {paths['csv'].name}, "
+    say(f"wrote {paths['md']}, {len(paths['pages'])} dataset pages (.md, .tex), {paths['csv'].name}, "
          f"{paths['json'].name} and {len(paths['figures'])} figures")
     return 0
 
@@ -312,13 +309,33 @@ def cmd_status(args, doc):
           f"{len(starts)} cell attempts")
     by = {}
     for r in records:
-        by.setdefault((r["dataset"], r["variant"]), []).append(r["seed"])
-    for (ds, v), seeds in sorted(by.items()):
-        print(f"  {ds:<14} {v:<24} seeds {sorted(seeds)}")
+        by.setdefault((r["dataset"], r["variant"]), {}).setdefault(r.get("setting"), []).append(r["seed"])
+    for (ds, v), settings in sorted(by.items()):
+        print(f"  {ds:<14} {v:<24} " + "; ".join(f"seeds {sorted(s)}" for s in settings.values())
+              + (f" ({len(settings)} settings: a search chose again)" if len(settings) > 1 else ""))
     tuned = sorted(p.name for p in (store.root / "tuned").glob("*.yaml")) if (store.root / "tuned").is_dir() else []
     if tuned:
         print("  tuned: " + ", ".join(tuned))
+    if _listify(doc.get("models")):
+        print("\n".join(_grid_todo(doc, store, args.config)))
     return 0
+
+
+def _grid_todo(doc, store, config_path):
+    """What the yaml ``doc`` still needs from ``store`` (:mod:`recbole_recgoat.benchmark.todo`), its
+    searches and cells built as ``tune`` and ``run`` build them with no option given."""
+    from recbole_recgoat.benchmark.spec import BASE_SEED, DEFAULT_DATASET, build_entries, parse_seeds
+    from recbole_recgoat.benchmark.todo import remaining, todo_lines
+
+    keys = ("models", "datasets", "config_files", "set_", "variants", "algo", "max_evals", "tune_seed", "force")
+    none_given = argparse.Namespace(**{k: None for k in keys})
+    datasets = _listify(doc.get("datasets")) or [DEFAULT_DATASET]
+    rem = remaining(store, tune_tasks(none_given, doc) if doc.get("tune") else [],
+                    build_entries(_listify(doc.get("models")), _variants(none_given, doc)), datasets,
+                    parse_seeds(doc.get("seeds", 1), doc.get("base_seed", BASE_SEED), datasets),
+                    _listify(doc.get("config_files")), _overrides(none_given, doc),
+                    use_tuned=bool(doc.get("use_tuned", bool(doc.get("tune")))))
+    return todo_lines(rem, config_path)
 
 
 def _args_for(step, doc_path, store, parser):
@@ -352,7 +369,7 @@ def main(argv=None):
                 else:
                     rc = cmd_leaderboard(sub_args, doc, argv) or rc
                 if rc and step != "leaderboard":
-                    _say(f"step {step} had failures; stopping")
+                    say(f"step {step} had failures; stopping")
                     return rc
             return rc
         if args.command == "run":

@@ -65,6 +65,6 @@ def build_parser():
     lb.add_argument("--no-figures", action="store_true")
     lb.add_argument("--note-file", default=None, help="Markdown text placed under the title (the author's note)")
 
-    status = sub.add_parser("status", help="what the store holds")
+    status = sub.add_parser("status", help="what the store holds; with --config, what the grid still needs")
     _common(status, sub=True)
     return parser

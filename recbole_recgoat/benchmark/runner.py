@@ -44,7 +44,8 @@ def plan_parallelism(n_tasks, jobs=None, threads=None, cores=None):
     return jobs, threads
 
 
-def _say(msg):
+def say(msg):
+    """One line of the benchmark's own output, stamped with the time."""
     print(f"[benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -119,13 +120,13 @@ def _store_result(store, cell, out, progress=None):
         suffix = " " + progress.text()
     if out.get("error"):
         store.record_failure(cell.key, {"cell": cell.as_dict(), "error": out["error"]})
-        _say(f"FAILED {cell.describe()}{suffix}:\n{out['error'].rstrip().splitlines()[-1]}")
+        say(f"FAILED {cell.describe()}{suffix}:\n{out['error'].rstrip().splitlines()[-1]}")
         return False
     written = store.append_record(out["record"], out.get("per_user"))
     rec = out["record"]
     metric = (rec.get("valid_metric") or "").lower()
     test = rec.get("test_result", {}).get(metric)
-    _say(f"done {cell.describe()}: valid {metric} {rec.get('best_valid_score'):.4f}, test {test}, "
+    say(f"done {cell.describe()}: valid {metric} {rec.get('best_valid_score'):.4f}, test {test}, "
          f"{rec.get('wall_time_s', 0):.1f}s" + ("" if written else " (already stored by another writer)") + suffix)
     return True
 
@@ -137,7 +138,7 @@ def _with_progress(on_result, total, unit="cells"):
     def handle(cell, out):
         ok = on_result(cell, out)
         progress.tick(ok=bool(ok))
-        _say(progress.text())
+        say(progress.text())
         return ok
 
     return handle
