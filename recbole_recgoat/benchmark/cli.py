@@ -141,9 +141,9 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
     jobs, threads = _parallel(args, doc, len(todo))
     per_seed = (", ".join(f"{d} {len(s)}" for d, s in seeds.items()) if isinstance(seeds, dict) else len(seeds))
     say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets, seeds: {per_seed}): "
-         f"{len(cells) - len(todo) - len(copies)} finished, {len(todo)} to run"
-         + (f", {len(copies)} the same run as another row" if copies else "") + f"; store {store.root}; "
-         f"backend {_pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
+        f"{len(cells) - len(todo) - len(copies)} finished, {len(todo)} to run"
+        + (f", {len(copies)} the same run as another row" if copies else "") + f"; store {store.root}; "
+        f"backend {_pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
     if args.dry_run:
         for c in cells:
             same = f" (same run as {copies[c.key][1].describe()})" if c.key in copies else ""
@@ -238,7 +238,7 @@ def cmd_tune(args, doc):
             sel = tuned.get("selection") or {}
             score = sel.get("best_valid_score")
             say(f"{t.model} on {t.dataset}: {tuned.get('params')} (valid {sel.get('valid_metric')} "
-                 f"{'n/a' if score is None else f'{score:.4f}'}, {tuned['budget']['evaluated']} trials)")
+                f"{'n/a' if score is None else f'{score:.4f}'}, {tuned['budget']['evaluated']} trials)")
     return 1 if failed else 0
 
 
@@ -259,7 +259,7 @@ def cmd_leaderboard(args, doc, argv=None):
         figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc),
         feature_labels=ldoc.get("feature_labels"), expected=_expected(doc), expected_seeds=_expected_seeds(doc))
     say(f"wrote {paths['md']}, {len(paths['pages'])} dataset pages (.md, .tex), {paths['csv'].name}, "
-         f"{paths['json'].name} and {len(paths['figures'])} figures")
+        f"{paths['json'].name} and {len(paths['figures'])} figures")
     return 0
 
 
@@ -332,9 +332,9 @@ def _grid_todo(doc, store, config_path):
     datasets = _listify(doc.get("datasets")) or [DEFAULT_DATASET]
     rem = remaining(store, tune_tasks(none_given, doc) if doc.get("tune") else [],
                     build_entries(_listify(doc.get("models")), _variants(none_given, doc)), datasets,
-                    parse_seeds(doc.get("seeds", 1), doc.get("base_seed", BASE_SEED), datasets),
+                    parse_seeds(_pick(None, doc, "seeds", 1), _pick(None, doc, "base_seed", BASE_SEED), datasets),
                     _listify(doc.get("config_files")), _overrides(none_given, doc),
-                    use_tuned=bool(doc.get("use_tuned", bool(doc.get("tune")))))
+                    use_tuned=bool(_pick(None, doc, "use_tuned", bool(doc.get("tune")))))
     return todo_lines(rem, config_path)
 
 

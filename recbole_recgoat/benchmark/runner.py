@@ -127,7 +127,7 @@ def _store_result(store, cell, out, progress=None):
     metric = (rec.get("valid_metric") or "").lower()
     test = rec.get("test_result", {}).get(metric)
     say(f"done {cell.describe()}: valid {metric} {rec.get('best_valid_score'):.4f}, test {test}, "
-         f"{rec.get('wall_time_s', 0):.1f}s" + ("" if written else " (already stored by another writer)") + suffix)
+        f"{rec.get('wall_time_s', 0):.1f}s" + ("" if written else " (already stored by another writer)") + suffix)
     return True
 
 
