@@ -10,11 +10,11 @@ Every option of a subcommand can also come from ``--config bench.yaml`` (see doc
 options given on the command line win over the yaml.
 """
 
-import argparse
-import os
 import shlex
 import sys
 
+from recbole_recgoat.benchmark.options import (expected_rows, expected_seeds, listify, load_bench_yaml, overrides_of, pick,
+                                               tune_tasks, variants_of)
 from recbole_recgoat.benchmark.parser import build_parser
 from recbole_recgoat.benchmark.runner import say
 from recbole_recgoat.errors import InputError
@@ -22,58 +22,7 @@ from recbole_recgoat.errors import InputError
 STEPS = ("tune", "run", "leaderboard")
 
 
-# -- configuration merging --------------------------------------------------------------------------
-def load_bench_yaml(path):
-    from recbole_recgoat.config import load_yaml
-
-    if path is None:
-        return {}
-    doc = load_yaml(path)
-    if not isinstance(doc, dict):
-        raise InputError(f"--config {path}: expected a yaml mapping (models:, datasets:, seeds:, ...)")
-    known = {"store", "models", "datasets", "seeds", "base_seed", "config_files", "overrides", "variants", "jobs",
-             "threads", "backend", "ray_address", "use_tuned", "search_space", "tune", "leaderboard"}
-    unknown = sorted(set(doc) - known)
-    if unknown:
-        raise InputError(f"--config {path}: unknown keys {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
-    return doc
-
-
-def _pick(cli_value, yaml_doc, key, default=None):
-    if cli_value is not None:
-        return cli_value
-    value = yaml_doc.get(key)
-    return default if value is None else value
-
-
-def _listify(x):
-    if x is None:
-        return None
-    return [x] if isinstance(x, str) else list(x)
-
-
-def _variants(args, doc):
-    from recbole_recgoat.config import load_yaml
-
-    variants = dict(doc.get("variants") or {})
-    path = getattr(args, "variants", None)
-    if path:
-        content = load_yaml(path)
-        content = content.get("variants", content) if isinstance(content, dict) else content
-        if not isinstance(content, dict):
-            raise InputError(f"--variants {path}: expected a mapping name: {{model: M, key: value}}")
-        variants.update(content)
-    return variants
-
-
-def _overrides(args, doc):
-    from recbole_recgoat.benchmark.spec import parse_set
-
-    out = dict(doc.get("overrides") or {})
-    out.update(parse_set(getattr(args, "set_", None)))
-    return out
-
-
+# -- the store --------------------------------------------------------------------------------------
 _STORE_IN_USE = []  # the store this command writes (for the line a Ctrl-C leaves)
 
 
@@ -82,7 +31,7 @@ def _store(args, doc, write=False):
     from recbole_recgoat.benchmark.store import Store
     from recbole_recgoat.utils.io import writable_folder_problem
 
-    path = _pick(args.store, doc, "store", "benchmark_store")
+    path = pick(args.store, doc, "store", "benchmark_store")
     if write:
         problem = writable_folder_problem(path)
         if problem:
@@ -94,7 +43,7 @@ def _store(args, doc, write=False):
 def _parallel(args, doc, n_tasks):
     from recbole_recgoat.benchmark.runner import plan_parallelism
 
-    return plan_parallelism(n_tasks, _pick(args.jobs, doc, "jobs"), _pick(args.threads, doc, "threads"))
+    return plan_parallelism(n_tasks, pick(args.jobs, doc, "jobs"), pick(args.threads, doc, "threads"))
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -104,15 +53,15 @@ def cmd_run(args, doc):
     from recbole_recgoat.benchmark.tuning import tuned_for
 
     store = _store(args, doc, write=not args.dry_run)
-    entries = _only_rows(build_entries(_listify(_pick(args.models, doc, "models")), _variants(args, doc)), args.rows)
-    datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
-    check_keys(entries, datasets[0], overrides=_overrides(args, doc))
-    seeds = args.seed_list if args.seed_list else _pick(args.seeds, doc, "seeds", 1)
-    seeds = parse_seeds(seeds, _pick(args.base_seed, doc, "base_seed", BASE_SEED), datasets)
-    use_tuned = _pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune")))
+    entries = _only_rows(build_entries(listify(pick(args.models, doc, "models")), variants_of(args, doc)), args.rows)
+    datasets = listify(pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
+    check_keys(entries, datasets[0], overrides=overrides_of(args, doc))
+    seeds = args.seed_list if args.seed_list else pick(args.seeds, doc, "seeds", 1)
+    seeds = parse_seeds(seeds, pick(args.base_seed, doc, "base_seed", BASE_SEED), datasets)
+    use_tuned = pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune")))
     tuned = tuned_for(store, entries, datasets) if use_tuned else None
-    cells = build_cells(entries, datasets, seeds, _listify(_pick(args.config_files, doc, "config_files")),
-                        _overrides(args, doc), tuned, known_datasets=_listify(doc.get("datasets")))
+    cells = build_cells(entries, datasets, seeds, listify(pick(args.config_files, doc, "config_files")),
+                        overrides_of(args, doc), tuned, known_datasets=listify(doc.get("datasets")))
     if not args.dry_run:
         preflight(cells)  # every row x dataset and seed checked before the first cell
         with store.writer("benchmark run"):
@@ -143,7 +92,7 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
     say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets, seeds: {per_seed}): "
         f"{len(cells) - len(todo) - len(copies)} finished, {len(todo)} to run"
         + (f", {len(copies)} the same run as another row" if copies else "") + f"; store {store.root}; "
-        f"backend {_pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
+        f"backend {pick(args.backend, doc, 'backend', 'local')}, jobs {jobs} x threads {threads}")
     if args.dry_run:
         for c in cells:
             same = f" (same run as {copies[c.key][1].describe()})" if c.key in copies else ""
@@ -152,8 +101,8 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
     ok, failed = 0, 0
     if todo:
         ok, failed = runner.execute(todo, store, jobs=jobs, threads=threads,
-                                    backend=_pick(args.backend, doc, "backend", "local"),
-                                    ray_address=_pick(args.ray_address, doc, "ray_address"))
+                                    backend=pick(args.backend, doc, "backend", "local"),
+                                    ray_address=pick(args.ray_address, doc, "ray_address"))
     if copies:
         n = runner.record_same_runs(copies, store)
         say(f"{n} of {len(copies)} rows recorded as the same run as another row (equal settings, not trained twice)")
@@ -161,41 +110,6 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
         return 0
     say(f"{ok} cells finished, {failed} failed" + (f" (see {store.root / 'failures.jsonl'})" if failed else ""))
     return 1 if failed else 0
-
-
-def tune_tasks(args, doc):
-    from recbole_recgoat.benchmark.spec import DEFAULT_DATASET, build_entries
-    from recbole_recgoat.benchmark.grid import search_space_for
-    from recbole_recgoat.benchmark.tuning import TuneTask
-
-    tdoc = dict(doc.get("tune") or {})
-    models = _listify(_pick(args.models, tdoc, "models")) or _listify(doc.get("models")) or []
-    entries = build_entries(models, _variants(args, doc) if not args.models else {})
-    datasets = _listify(_pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
-    overrides = dict(doc.get("overrides") or {})
-    overrides.update(tdoc.get("overrides") or {})
-    overrides.update(_overrides(args, {}))
-    spaces = doc.get("search_space") or {}
-    tasks = []
-    for model in dict.fromkeys(e.model for e in entries):
-        for ds in datasets:
-            space = search_space_for(spaces, model, ds)
-            tasks.append(TuneTask(model, ds, space, algo=_pick(args.algo, tdoc, "algo", "exhaustive"),
-                                  max_evals=_pick(args.max_evals, tdoc, "max_evals", 10),
-                                  seed=_pick(args.tune_seed, tdoc, "seed", 999),
-                                  config_files=_listify(_pick(args.config_files, doc, "config_files")),
-                                  overrides=overrides, force=bool(args.force),
-                                  reuse_from=_reuse_from(tdoc)))
-    return tasks
-
-
-def _reuse_from(tdoc):
-    """``tune: reuse_from: [store, ...]``: stores whose trials of the same searches count (folders)."""
-    stores = _listify(tdoc.get("reuse_from")) or []
-    for path in stores:
-        if not os.path.isdir(os.path.join(str(path), "tuning")):
-            raise InputError(f"tune.reuse_from: {path}: no tuning/ folder there; expected a benchmark store")
-    return stores
 
 
 def cmd_tune(args, doc):
@@ -229,8 +143,8 @@ def cmd_tune(args, doc):
         return True
 
     with store.writer("benchmark tune"):
-        ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=_pick(args.backend, doc, "backend", "local"),
-                                    ray_address=_pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result,
+        ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=pick(args.backend, doc, "backend", "local"),
+                                    ray_address=pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result,
                                     unit="searches")
     for t in tasks:
         tuned = (results.get(t.key) or {}).get("tuned")
@@ -247,46 +161,20 @@ def cmd_leaderboard(args, doc, argv=None):
 
     store = _store(args, doc)
     ldoc = dict(doc.get("leaderboard") or {})
-    out = _pick(args.out, ldoc, "out", str(store.root / "leaderboard"))
-    name = _pick(args.name, ldoc, "name", "leaderboard")
+    out = pick(args.out, ldoc, "out", str(store.root / "leaderboard"))
+    name = pick(args.name, ldoc, "name", "leaderboard")
     command = "python -m recbole_recgoat.benchmark " + " ".join(shlex.quote(a) for a in (argv or []))
     paths = leaderboard.build(
-        store, out, name=name, tables=ldoc.get("tables"), headline=_pick(args.headline, ldoc, "headline"),
-        columns=_listify(_pick(args.columns, ldoc, "columns")),
-        per_user_metrics=_listify(_pick(args.per_user_metrics, ldoc, "per_user_metrics")),
-        title=_pick(args.title, ldoc, "title"), focus=_pick(args.focus, ldoc, "focus"),
-        datasets=_listify(_pick(args.datasets, ldoc, "datasets")), command=command,
+        store, out, name=name, tables=ldoc.get("tables"), headline=pick(args.headline, ldoc, "headline"),
+        columns=listify(pick(args.columns, ldoc, "columns")),
+        per_user_metrics=listify(pick(args.per_user_metrics, ldoc, "per_user_metrics")),
+        title=pick(args.title, ldoc, "title"), focus=pick(args.focus, ldoc, "focus"),
+        datasets=listify(pick(args.datasets, ldoc, "datasets")), command=command,
         figures=not args.no_figures and ldoc.get("figures", True), note=_note(args, ldoc),
-        feature_labels=ldoc.get("feature_labels"), expected=_expected(doc), expected_seeds=_expected_seeds(doc))
+        feature_labels=ldoc.get("feature_labels"), expected=expected_rows(doc), expected_seeds=expected_seeds(doc))
     say(f"wrote {paths['md']}, {len(paths['pages'])} dataset pages (.md, .tex), {paths['csv'].name}, "
         f"{paths['json'].name} and {len(paths['figures'])} figures")
     return 0
-
-
-def _expected(doc):
-    """``{dataset: [row names]}`` the benchmark yaml runs (its models and variants on its datasets):
-    the rows a table shows as pending until their cells are in the store. None without a yaml's
-    ``models``."""
-    models = _listify(doc.get("models"))
-    if not models:
-        return None
-    from recbole_recgoat.benchmark.spec import DEFAULT_DATASET, build_entries
-
-    entries = build_entries(models, doc.get("variants") or {})
-    datasets = _listify(doc.get("datasets")) or [DEFAULT_DATASET]
-    return {d: [e.name for e in entries if e.datasets is None or d in e.datasets] for d in datasets}
-
-
-def _expected_seeds(doc):
-    """``{dataset: number of seeds}`` the benchmark yaml runs (rows with fewer are partial: shown,
-    not ranked); None without a yaml's ``models``."""
-    if not _listify(doc.get("models")):
-        return None
-    from recbole_recgoat.benchmark.spec import DEFAULT_DATASET, parse_seeds
-
-    datasets = _listify(doc.get("datasets")) or [DEFAULT_DATASET]
-    seeds = parse_seeds(doc.get("seeds"), datasets=datasets)
-    return {d: len(seeds[d] if isinstance(seeds, dict) else seeds) for d in datasets}
 
 
 def _note(args, ldoc):
@@ -316,26 +204,11 @@ def cmd_status(args, doc):
     tuned = sorted(p.name for p in (store.root / "tuned").glob("*.yaml")) if (store.root / "tuned").is_dir() else []
     if tuned:
         print("  tuned: " + ", ".join(tuned))
-    if _listify(doc.get("models")):
-        print("\n".join(_grid_todo(doc, store, args.config)))
+    if listify(doc.get("models")):
+        from recbole_recgoat.benchmark.todo import grid_todo_lines
+
+        print("\n".join(grid_todo_lines(doc, store, args.config)))
     return 0
-
-
-def _grid_todo(doc, store, config_path):
-    """What the yaml ``doc`` still needs from ``store`` (:mod:`recbole_recgoat.benchmark.todo`), its
-    searches and cells built as ``tune`` and ``run`` build them with no option given."""
-    from recbole_recgoat.benchmark.spec import BASE_SEED, DEFAULT_DATASET, build_entries, parse_seeds
-    from recbole_recgoat.benchmark.todo import remaining, todo_lines
-
-    keys = ("models", "datasets", "config_files", "set_", "variants", "algo", "max_evals", "tune_seed", "force")
-    none_given = argparse.Namespace(**{k: None for k in keys})
-    datasets = _listify(doc.get("datasets")) or [DEFAULT_DATASET]
-    rem = remaining(store, tune_tasks(none_given, doc) if doc.get("tune") else [],
-                    build_entries(_listify(doc.get("models")), _variants(none_given, doc)), datasets,
-                    parse_seeds(_pick(None, doc, "seeds", 1), _pick(None, doc, "base_seed", BASE_SEED), datasets),
-                    _listify(doc.get("config_files")), _overrides(none_given, doc),
-                    use_tuned=bool(_pick(None, doc, "use_tuned", bool(doc.get("tune")))))
-    return todo_lines(rem, config_path)
 
 
 def _args_for(step, doc_path, store, parser):

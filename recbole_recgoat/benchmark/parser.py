@@ -1,5 +1,6 @@
 """The command line of ``python -m recbole_recgoat.benchmark``: its subcommands and their options
-(:mod:`recbole_recgoat.benchmark.cli` merges them with a benchmark yaml and runs them)."""
+(:mod:`recbole_recgoat.benchmark.options` merges them with a benchmark yaml, :mod:`recbole_recgoat.benchmark.cli`
+runs them)."""
 
 import argparse
 

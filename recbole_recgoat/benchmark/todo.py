@@ -87,3 +87,19 @@ def todo_lines(rem, config_path):
     lines.append(f"  in all: {trials} trials and {sum(r['to_run'] for r in rem.values())} cells to run, "
                  f"{sum(r['wait_for_search'] for r in rem.values())} cells after their search")
     return lines
+
+
+def grid_todo_lines(doc, store, config_path):
+    """What the benchmark yaml ``doc`` still needs from ``store``, as ``status --config`` prints it:
+    its searches and cells built as ``tune`` and ``run`` build them with no option given."""
+    from recbole_recgoat.benchmark.options import listify, overrides_of, pick, tune_tasks, variants_of, yaml_only
+    from recbole_recgoat.benchmark.spec import BASE_SEED, DEFAULT_DATASET, build_entries, parse_seeds
+
+    none_given = yaml_only()
+    datasets = listify(doc.get("datasets")) or [DEFAULT_DATASET]
+    rem = remaining(store, tune_tasks(none_given, doc) if doc.get("tune") else [],
+                    build_entries(listify(doc.get("models")), variants_of(none_given, doc)), datasets,
+                    parse_seeds(pick(None, doc, "seeds", 1), pick(None, doc, "base_seed", BASE_SEED), datasets),
+                    listify(doc.get("config_files")), overrides_of(none_given, doc),
+                    use_tuned=bool(pick(None, doc, "use_tuned", bool(doc.get("tune")))))
+    return todo_lines(rem, config_path)
