@@ -136,7 +136,7 @@ def tuning_table(store, dataset, model="RecGOAT"):
     """The trials of the search that chose the tuned parameters (the tuned file's tune key; an
     earlier budget's file or another dataset's whose name starts alike are not read)."""
     from recbole_recgoat.benchmark.store import read_lines
-    from recbole_recgoat.benchmark.tuning import load_tuned
+    from recbole_recgoat.benchmark.tuned import load_tuned
 
     tuned = load_tuned(store, model, dataset)
     if tuned is not None and tuned[1].get("tune_key"):
@@ -214,15 +214,15 @@ def main(argv=None):
     for dataset in sorted(grouped):
         rows = grouped[dataset]
         print(f"\n## {dataset}\n")
-        print(f"### RecGOAT against the baselines\n")
+        print("### RecGOAT against the baselines\n")
         print("\n".join(versus_baselines(rows)) or "(no RecGOAT or no baseline records yet)")
-        print(f"\n### RecGOAT's parts (test split; each variant is the tuned RecGOAT with the named change)\n")
+        print("\n### RecGOAT's parts (test split; each variant is the tuned RecGOAT with the named change)\n")
         print("\n".join(rows_table(dataset, rows)))
         print("\n### Diagnostics at the best epoch (mean over seeds)\n")
         print("\n".join(diagnostics_table(rows)))
         tt = tuning_table(store, dataset)
         if tt:
-            print(f"\n### RecGOAT's tuning trials (validation split)\n")
+            print("\n### RecGOAT's tuning trials (validation split)\n")
             print("\n".join(tt))
         if args.figures and "RecGOAT" in rows:
             path = fusion_figure(dataset, rows["RecGOAT"], os.path.join(args.figures, f"{dataset}-fusion.png"))

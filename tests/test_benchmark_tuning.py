@@ -302,7 +302,9 @@ def test_status_says_what_the_grid_still_needs(tmp_path, monkeypatch, capsys):
     from recbole_recgoat.benchmark.store import append_line
 
     store = Store(tmp_path / "s")
-    tuned = tuning.tuned_for(store, build_entries(["BPR"]), ["lastfm-2k"])
+    from recbole_recgoat.benchmark.tuned import tuned_for
+
+    tuned = tuned_for(store, build_entries(["BPR"]), ["lastfm-2k"])
     cell = build_cells(build_entries(["BPR"]), ["lastfm-2k"], [999], tuned=tuned)[0]
     append_line(store.records_path, {"key": cell.key, "dataset": "lastfm-2k", "variant": "BPR", "seed": 999})
     assert "cells 1/4 finished, 3 to run" in status()

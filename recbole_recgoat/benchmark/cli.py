@@ -50,7 +50,7 @@ def _parallel(args, doc, n_tasks):
 def cmd_run(args, doc):
     from recbole_recgoat.benchmark.spec import (BASE_SEED, DEFAULT_DATASET, build_cells, build_entries, check_keys,
                                                 parse_seeds, preflight)
-    from recbole_recgoat.benchmark.tuning import tuned_for
+    from recbole_recgoat.benchmark.tuned import tuned_for
 
     store = _store(args, doc, write=not args.dry_run)
     entries = _only_rows(build_entries(listify(pick(args.models, doc, "models")), variants_of(args, doc)), args.rows)

@@ -40,7 +40,7 @@ def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrid
     (its cells, built as ``run`` builds them) still needs from ``store``."""
     from recbole_recgoat.benchmark import runner
     from recbole_recgoat.benchmark.spec import build_cells
-    from recbole_recgoat.benchmark.tuning import tuned_for
+    from recbole_recgoat.benchmark.tuned import tuned_for
 
     out = OrderedDict((d, {"searches": [], "cells": 0, "finished": 0, "to_run": 0, "same_run": 0,
                            "wait_for_search": 0}) for d in datasets)

@@ -66,7 +66,7 @@ def cells_search(store, model, dataset, tuning):
     ``cells_tuned_by`` naming the search they were first run for. One that chose other parameters
     (a better point, or a renamed key) is ``newer`` (``load_tuned``'s info): the row is pending
     until its cells are re-run, so that no table ranks a model by a setting it no longer has."""
-    from recbole_recgoat.benchmark.tuning import load_tuned
+    from recbole_recgoat.benchmark.tuned import load_tuned
 
     if not tuning or not tuning.get("tune_key"):
         return tuning, None
