@@ -13,13 +13,12 @@ def search_state(task, store):
     "to run". Trials in hand: of the points an exhaustive search will propose, those with a finished
     trial of its own or one it reuses by run key (:func:`~recbole_recgoat.benchmark.tuning.reusable_trials`);
     for another algorithm, its own finished trials."""
-    from recbole_recgoat.benchmark.grid import grid_order, space_size
+    from recbole_recgoat.benchmark.grid import grid_order
     from recbole_recgoat.benchmark.store import read_lines
     from recbole_recgoat.benchmark.tuning import check_existing, reusable_trials
     from recbole_recgoat.errors import InputError
 
-    budget = min(task.max_evals, space_size(task.space)) if task.algo == "exhaustive" else task.max_evals
-    budget = budget if task.space else 0
+    budget = task.budget
     try:
         if check_existing(task, store) is not None:
             return "done", budget, budget

@@ -37,8 +37,8 @@ grid run in its own store first).  A change of model code that changes numbers n
 
 import contextlib
 import os
-from collections import Counter
 import sys
+from collections import Counter
 from functools import partial
 
 import yaml
@@ -93,6 +93,14 @@ class TuneTask:
         keys = {self.key_with(a, m) for a in ALGOS for m in range(1, max(largest, self.max_evals) + 1)}
         keys.discard(self.key)
         return keys
+
+    @property
+    def budget(self):
+        """The trials this search runs: ``exhaustive`` ``min(max_evals, grid size)`` (the whole grid
+        when the budget covers it), ``random`` and ``bayes`` ``max_evals``; 0 without a grid."""
+        if not self.space:
+            return 0
+        return min(self.max_evals, space_size(self.space)) if self.algo == "exhaustive" else self.max_evals
 
     def describe(self):
         return f"tune {self.model} on {self.dataset} ({self.algo}, budget {self.max_evals}) [{self.key}]"
@@ -263,13 +271,12 @@ def run_search(task, store):
                     "valid_score_bigger": trial["valid_score_bigger"],
                     "best_valid_result": trial["best_valid_result"], "test_result": None}
 
+        budget = task.budget
         if task.algo == "exhaustive":
-            budget = min(task.max_evals, space_size(task.space))
             algo = grid_algo(task.space, task.seed)
         elif task.algo == "random":
-            budget, algo = task.max_evals, rand.suggest
+            algo = rand.suggest
         else:
-            budget = task.max_evals
             algo = partial(tpe.suggest, n_startup_jobs=min(20, max(3, budget // 3)))
         tuner = HyperTuning(objective, space=hp_space, algo=algo, max_evals=budget, early_stop=budget + 1)
         old_seed = os.environ.get("HYPEROPT_FMIN_SEED")
