@@ -300,10 +300,9 @@ def test_status_says_what_the_grid_still_needs(tmp_path, monkeypatch, capsys):
     assert "searches 2/2 done; cells 0/4 finished, 4 to run\n  in all: 0 trials and 4 cells to run" in status()
     from recbole_recgoat.benchmark.spec import build_cells, build_entries
     from recbole_recgoat.benchmark.store import append_line
-
-    store = Store(tmp_path / "s")
     from recbole_recgoat.benchmark.tuned import tuned_for
 
+    store = Store(tmp_path / "s")
     tuned = tuned_for(store, build_entries(["BPR"]), ["lastfm-2k"])
     cell = build_cells(build_entries(["BPR"]), ["lastfm-2k"], [999], tuned=tuned)[0]
     append_line(store.records_path, {"key": cell.key, "dataset": "lastfm-2k", "variant": "BPR", "seed": 999})
