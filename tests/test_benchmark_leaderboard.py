@@ -14,6 +14,7 @@ from scipy import stats as sps
 
 from recbole_recgoat.benchmark.cli import main
 from recbole_recgoat.benchmark.leaderboard import build
+from recbole_recgoat.benchmark.leaderboard import figures
 from recbole_recgoat.benchmark.store import Store
 
 SET = ["--set", "epochs=1", "--set", "train_batch_size=4096", "--set", "state=WARNING"]
@@ -235,6 +236,14 @@ def test_average_rank_is_the_mean_of_the_per_dataset_ranks(bench, tmp_path):
         assert model["mean_rank_all"] == pytest.approx(statistics.mean(by_hand[m][model["name"]] for m in ar["columns"]))
     assert [m["mean_rank_headline"] for m in ar["models"]] == sorted(m["mean_rank_headline"] for m in ar["models"])
     assert "## Average rank" in paths["md"].read_text()
+
+
+def test_average_rank_figure_says_when_a_model_is_ranked_on_fewer_datasets():
+    models = [{"name": "A", "datasets": ["x", "y", "z"]}, {"name": "B", "datasets": ["x", "y", "z"]},
+              {"name": "C", "datasets": ["x"]}, {"name": "D", "datasets": ["y"]}, {"name": "E", "datasets": []}]
+    labels = figures.average_rank_labels(models, 3)
+    assert labels == ["A", "B", "C (1 of 3 datasets)", "D (1 of 3 datasets)", "E (0 of 3 datasets)"]
+    assert figures.group_starts(models) == [2, 4]  # dashed lines before C and before E, none between C and D
 
 
 def test_rows_with_fewer_seeds_than_configured_are_shown_but_not_ranked(bench, tmp_path):

@@ -12,6 +12,17 @@ def _slug(text):
     return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
 
 
+def average_rank_labels(models, n_datasets):
+    """A bar's label: the model's name, plus "(k of N datasets)" when its average covers fewer datasets."""
+    return [m["name"] + (f" ({len(m['datasets'])} of {n_datasets} datasets)" if len(m["datasets"]) < n_datasets else "")
+            for m in models]
+
+
+def group_starts(models):
+    """Positions k where models[k] is ranked on another number of datasets than models[k - 1]."""
+    return [k for k in range(1, len(models)) if len(models[k]["datasets"]) != len(models[k - 1]["datasets"])]
+
+
 def make_figures(board, fig_dir, columns=None):
     import matplotlib
 
@@ -75,9 +86,7 @@ def make_figures(board, fig_dir, columns=None):
     models = [m for m in ar.get("models") or [] if m["mean_rank_headline"] is not None]
     if models:
         fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.35 * len(models)))
-        n_ds = len(ar["datasets"])  # a model ranked on fewer datasets says so: its average is not comparable
-        names = [m["name"] + (f" ({len(m['datasets'])} of {n_ds} datasets)" if len(m["datasets"]) < n_ds else "")
-                 for m in models][::-1]
+        names = average_rank_labels(models, len(ar["datasets"]))[::-1]
         ax.barh(range(len(models)), [m["mean_rank_headline"] for m in models][::-1], color="tab:blue", alpha=0.85,
                 label=f"{', '.join(pretty(h) for h in ar['headline'])}")
         ax.scatter([m["mean_rank_all"] for m in models][::-1], range(len(models)), color="tab:red", zorder=3,
@@ -86,9 +95,8 @@ def make_figures(board, fig_dir, columns=None):
         ax.set_yticklabels(names, fontsize=8)
         ax.set_xlabel(f"average rank over {', '.join(ar['datasets'])} (1 = best)")
         ax.grid(axis="x", alpha=0.3)
-        for k in range(1, len(models)):  # a dashed line between groups ranked on different numbers of datasets
-            if len(models[k]["datasets"]) != len(models[k - 1]["datasets"]):
-                ax.axhline(len(models) - k - 0.5, color="grey", linestyle="--", linewidth=0.8)
+        for k in group_starts(models):  # a dashed line between groups ranked on different numbers of datasets
+            ax.axhline(len(models) - k - 0.5, color="grey", linestyle="--", linewidth=0.8)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.6 / len(models)), ncol=2, frameon=False)
         fig.tight_layout()
         path = fig_dir / "average_rank.png"
