@@ -292,10 +292,17 @@ def test_status_says_what_the_grid_still_needs(tmp_path, monkeypatch, capsys):
         return capsys.readouterr().out.split(f"what {cfg} still needs:\n")[1]
 
     assert status() == ("  lastfm-2k      searches 0/2 done (to run: BPR 0/3 trials, LightGCN 0/3 trials); cells 0/4 finished, "
-                        "0 to run, 4 wait for their search\n  in all: 6 trials and 0 cells to run, 4 cells after their search\n")
+                        "0 to run, 4 wait for their search\n  in all: 6 trials and 0 cells to run, 4 cells after their search\n"
+                        "  no time estimate yet (no finished run of the model in this store): BPR on lastfm-2k (3 trials, "
+                        "2 cells), LightGCN on lastfm-2k (3 trials, 2 cells)\n")
     # a smaller budget first (--jobs 1: the trials run in this process, with the fake training)
     assert main(["tune", "--config", str(cfg), "--jobs", "1", "--models", "BPR", "--max-evals", "2"]) == 0
-    assert "searches 0/2 done (to run: BPR 2/3 trials, LightGCN 0/3 trials); cells 0/4 finished, 2 to run, 2 wait" in status()
+    out = status()
+    assert "searches 0/2 done (to run: BPR 2/3 trials, LightGCN 0/3 trials); cells 0/4 finished, 2 to run, 2 wait" in out
+    # time left: BPR's 1 trial and 2 cells at its trials' mean (1 s: the fake training), no records yet (x1.00)
+    assert f"    lastfm-2k      trials {1 / 3600:.1f} h, cells {2 / 3600:.1f} h\n" in out and "x1.00" in out
+    assert out.endswith("(and the runs without an estimate below)\n  no time estimate yet (no finished run of the "
+                        "model in this store): LightGCN on lastfm-2k (3 trials, 2 cells)\n")
     assert main(["tune", "--config", str(cfg), "--jobs", "1"]) == 0
     assert "searches 2/2 done; cells 0/4 finished, 4 to run\n  in all: 0 trials and 4 cells to run" in status()
     from recbole_recgoat.benchmark.spec import build_cells, build_entries
@@ -307,6 +314,24 @@ def test_status_says_what_the_grid_still_needs(tmp_path, monkeypatch, capsys):
     cell = build_cells(build_entries(["BPR"]), ["lastfm-2k"], [999], tuned=tuned)[0]
     append_line(store.records_path, {"key": cell.key, "dataset": "lastfm-2k", "variant": "BPR", "seed": 999})
     assert "cells 1/4 finished, 3 to run" in status()
+
+
+def test_time_left_comes_from_the_same_model_else_scaled_from_its_other_datasets():
+    """seconds_per_run: the model's own runs on the dataset (the asked kind first); without them its
+    runs on other datasets, each times the median ratio (this dataset over that one) of the models'
+    trial times on both; nothing for a model never run."""
+    from recbole_recgoat.benchmark.todo import seconds_per_run
+
+    times = {("A", "d1"): {"trial": [10.0, 20.0], "cell": [40.0]}, ("A", "d2"): {"trial": [30.0], "cell": []},
+             ("B", "d1"): {"trial": [100.0], "cell": []}, ("B", "d3"): {"trial": [300.0], "cell": []},
+             ("C", "d1"): {"trial": [10.0], "cell": []}, ("C", "d3"): {"trial": [20.0], "cell": []},
+             ("D", "d1"): {"trial": [10.0], "cell": []}, ("D", "d3"): {"trial": [50.0], "cell": []}}
+    assert seconds_per_run(times, "A", "d1", "trial") == (15.0, False)
+    assert seconds_per_run(times, "A", "d1", "cell") == (40.0, False)
+    assert seconds_per_run(times, "A", "d2", "cell") == (30.0, False)  # no cell there: its trials
+    # A on d3: from d1 (cell mean 40, ratios d3/d1 of B, C, D: 3, 2, 5 -> median 3) and from d2 (no model on both: x1)
+    assert seconds_per_run(times, "A", "d3", "cell") == (pytest.approx((40.0 * 3 + 30.0) / 2), True)
+    assert seconds_per_run(times, "E", "d1", "trial") == (None, False)
 
 
 def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):

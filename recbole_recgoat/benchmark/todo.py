@@ -1,10 +1,11 @@
 """What a benchmark configuration still needs from its store, per dataset: the searches not done at
 the configured budget (with the trials they already have) and the seed cells not finished, split
-into those ``run`` trains next and those that wait for their search. ``status --config`` prints it,
-so that a grid resumed over several sessions says how much is left before it starts.
+into those ``run`` trains next and those that wait for their search, and the time that will take
+at the store's own pace. ``status --config`` prints it, so that a grid resumed over several
+sessions says how much is left before it starts.
 """
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 
 
 def search_state(task, store):
@@ -42,9 +43,13 @@ def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrid
     from recbole_recgoat.benchmark.tuned import tuned_for
 
     out = OrderedDict((d, {"searches": [], "cells": 0, "finished": 0, "to_run": 0, "same_run": 0,
-                           "wait_for_search": 0}) for d in datasets)
+                           "wait_for_search": 0, "left": defaultdict(lambda: {"trials": 0, "cells": 0})})
+                      for d in datasets)
     for task in tasks:
-        out[task.dataset]["searches"].append((task.model,) + search_state(task, store))
+        state = search_state(task, store)
+        out[task.dataset]["searches"].append((task.model,) + state)
+        if state[0] != "done":
+            out[task.dataset]["left"][task.model]["trials"] += state[2] - state[1]
     tuned = tuned_for(store, entries, datasets, required=False) if use_tuned else None
     finished = store.finished_keys()
     todo = []
@@ -54,6 +59,7 @@ def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrid
                 n = len(build_cells([entry], [dataset], seeds, known_datasets=datasets))
                 out[dataset]["cells"] += n
                 out[dataset]["wait_for_search"] += n
+                out[dataset]["left"][entry.model]["cells"] += n
                 continue
             cells = build_cells([entry], [dataset], seeds, config_files, overrides, tuned, known_datasets=datasets)
             out[dataset]["cells"] += len(cells)
@@ -62,6 +68,94 @@ def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrid
     copies = runner.same_runs(todo, store)
     for c in todo:
         out[c.dataset]["same_run" if c.key in copies else "to_run"] += 1
+        if c.key not in copies:
+            out[c.dataset]["left"][c.model]["cells"] += 1
+    return out
+
+
+def run_times(store):
+    """``({(model, dataset): {"trial": [s, ...], "cell": [s, ...]}}, wall factor)``: the training time
+    (``train_time_s``, at the jobs and threads they ran with) of the store's finished trials and cells,
+    and the records' wall time over their training time (setup, test; 1.0 without records)."""
+    from recbole_recgoat.benchmark.store import read_lines
+
+    times, wall, train = defaultdict(lambda: {"trial": [], "cell": []}), 0.0, 0.0
+    folder = store.root / "tuning"
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for t in read_lines(path)[0]:
+            if t.get("model") and t.get("dataset") and t.get("train_time_s") is not None:
+                times[(t["model"], t["dataset"])]["trial"].append(float(t["train_time_s"]))
+    for r in store.records():
+        if r.get("model") and r.get("dataset") and r.get("train_time_s") is not None:
+            times[(r["model"], r["dataset"])]["cell"].append(float(r["train_time_s"]))
+            if r.get("wall_time_s") is not None:
+                wall, train = wall + float(r["wall_time_s"]), train + float(r["train_time_s"])
+    return times, (wall / train if wall and train else 1.0)
+
+
+def _mean(xs):
+    return sum(xs) / len(xs)
+
+
+def seconds_per_run(times, model, dataset, kind):
+    """``(seconds, borrowed)``: the mean time of ``model``'s finished runs on ``dataset``, of ``kind``
+    ("trial" or "cell") if any, else of the other kind. Without any there (``borrowed`` True): the
+    mean over the other datasets with runs of the model, each scaled by the median ratio of trial
+    times (``dataset`` over it) of the models that ran on both; ``(None, False)`` when the store has
+    no run of the model at all."""
+    def mean_of(m, d, first=kind):
+        v = times.get((m, d)) or {}
+        for k in (first, "cell" if first == "trial" else "trial"):
+            if v.get(k):
+                return _mean(v[k])
+        return None
+
+    own = mean_of(model, dataset)
+    if own is not None:
+        return own, False
+    scaled = []
+    for other in sorted({d for m, d in times if m == model and d != dataset}):
+        ratios = sorted(a / b for m in {m for m, _ in times}
+                        for a, b in [(mean_of(m, dataset, "trial"), mean_of(m, other, "trial"))] if a is not None and b)
+        scaled.append(mean_of(model, other) * (ratios[len(ratios) // 2] if ratios else 1.0))
+    return (_mean(scaled), True) if scaled else (None, False)
+
+
+def estimate_lines(rem, store, jobs):
+    """How long the runs :func:`remaining` counted will take, per dataset and in all: each run at the
+    mean training time of the same model's finished runs (:func:`seconds_per_run`) times the records'
+    wall-over-training factor (:func:`run_times`), split over ``jobs``. Runs of a model the store has
+    never finished are listed without an estimate."""
+    (times, factor), total, lines, unknown = run_times(store), 0.0, [], []
+    for dataset, r in rem.items():
+        hours, borrowed = {"trial": 0.0, "cell": 0.0}, []
+        for model, n in sorted(r["left"].items()):
+            missing = []
+            for kind in ("trial", "cell"):
+                count = n[kind + "s"]
+                if not count:
+                    continue
+                sec, lent = seconds_per_run(times, model, dataset, kind)
+                if sec is None:
+                    missing.append(f"{count} {kind}" + ("s" if count != 1 else ""))
+                    continue
+                hours[kind] += count * sec * factor / 3600
+                if lent and model not in borrowed:
+                    borrowed.append(model)
+            if missing:
+                unknown.append(f"{model} on {dataset} ({', '.join(missing)})")
+        if hours["trial"] or hours["cell"]:
+            lines.append(f"    {dataset:<14} trials {hours['trial']:.1f} h, cells {hours['cell']:.1f} h"
+                         + (f" ({', '.join(borrowed)}: scaled from other datasets)" if borrowed else ""))
+        total += hours["trial"] + hours["cell"]
+    out = []
+    if lines:
+        head = ("  time left (each run at the mean training time of the model's finished runs on the dataset in this store, "
+                f"else scaled from its other datasets; x{factor:.2f}, the records' wall over training time):")
+        out = [head] + lines + [f"    in all         {total:.1f} h of runs, about {total / max(jobs, 1):.1f} h at jobs {jobs}"
+                                + (" (and the runs without an estimate below)" if unknown else "")]
+    if unknown:
+        out.append(f"  no time estimate yet (no finished run of the model in this store): {', '.join(unknown)}")
     return out
 
 
@@ -101,4 +195,4 @@ def grid_todo_lines(doc, store, config_path):
                     parse_seeds(pick(None, doc, "seeds", 1), pick(None, doc, "base_seed", BASE_SEED), datasets),
                     listify(doc.get("config_files")), overrides_of(none_given, doc),
                     use_tuned=bool(pick(None, doc, "use_tuned", bool(doc.get("tune")))))
-    return todo_lines(rem, config_path)
+    return todo_lines(rem, config_path) + estimate_lines(rem, store, int(pick(None, doc, "jobs", 1) or 1))
