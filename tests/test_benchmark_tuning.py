@@ -334,6 +334,24 @@ def test_time_left_comes_from_the_same_model_else_scaled_from_its_other_datasets
     assert seconds_per_run(times, "E", "d1", "trial") == (None, False)
 
 
+def test_tune_starts_the_longest_searches_first(tmp_path):
+    """longest_first: trials left x the model's mean trial time, a search without any run first, ties
+    in the given order."""
+    from recbole_recgoat.benchmark.store import append_line
+    from recbole_recgoat.benchmark.todo import longest_first
+
+    store = Store(tmp_path / "s")
+    a, b, c, d = (tuning.TuneTask(m, "d", {"x": list(range(n))}, max_evals=10) for m, n in zip("ABCD", (3, 2, 1, 2)))
+    for task, sec in ((a, 10.0), (b, 100.0), (d, 50.0)):  # one finished trial each (budget 10: every grid point runs)
+        point = {"x": 0}
+        append_line(store.trials_path(task.model, "d", task.key), {
+            "model": task.model, "dataset": "d", "params": point, "run_key": task.run_key(point), "train_time_s": sec})
+    # A: 2 left x 10 s = 20, B: 1 x 100 = 100, C: never run (first), D: 1 x 50 = 50
+    assert [t.model for t in longest_first([a, b, c, d], store)] == ["C", "B", "D", "A"]
+    e = tuning.TuneTask("A", "d", {"x": [0, 1, 2]}, max_evals=10)  # the same search as A: a tie keeps the order
+    assert [t.model for t in longest_first([a, e, b], store)] == ["B", "A", "A"]
+
+
 def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):
     """Only the budget and the algorithm may change without --force: another grid is refused."""
     from recbole_recgoat.errors import InputError

@@ -129,6 +129,10 @@ def cmd_tune(args, doc):
     for t in tasks:  # the dataset, the overrides' keys and values: before the first trial
         Config(t.model, t.dataset, t.config_files or None, dict(t.overrides))
     jobs, threads = _parallel(args, doc, len(tasks))
+    if jobs > 1:  # the longest search first, by the store's own run times (the order changes no result)
+        from recbole_recgoat.benchmark.todo import longest_first
+
+        tasks = longest_first(tasks, store)
     say(f"tuning {len(tasks)} model x dataset pairs; store {store.root}; jobs {jobs} x threads {threads}")
     for t in tasks:
         if not t.space:

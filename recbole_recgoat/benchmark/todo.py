@@ -121,6 +121,24 @@ def seconds_per_run(times, model, dataset, kind):
     return (_mean(scaled), True) if scaled else (None, False)
 
 
+def longest_first(tasks, store):
+    """``tasks`` (searches) in the order ``tune`` hands them to its workers: the longest estimated
+    first (trials left x :func:`seconds_per_run`), so that the last search to start is a short one
+    and the workers finish together. A search without an estimate counts as the longest, a done
+    one as the shortest; ties keep the given order (a store without runs keeps the yaml's order).
+    The order changes no result: each search draws its points from its own seed."""
+    times, _ = run_times(store)
+
+    def left(task):
+        state, have, budget = search_state(task, store)
+        if state != "to run":
+            return 0.0
+        sec, _ = seconds_per_run(times, task.model, task.dataset, "trial")
+        return float("inf") if sec is None else (budget - have) * sec
+
+    return sorted(tasks, key=lambda t: -left(t))
+
+
 def estimate_lines(rem, store, jobs):
     """How long the runs :func:`remaining` counted will take, per dataset and in all: each run at the
     mean training time of the same model's finished runs (:func:`seconds_per_run`) times the records'
