@@ -334,9 +334,9 @@ def test_time_left_comes_from_the_same_model_else_scaled_from_its_other_datasets
     assert seconds_per_run(times, "E", "d1", "trial") == (None, False)
 
 
-def test_tune_starts_the_longest_searches_first(tmp_path):
+def test_tune_and_run_start_the_longest_first(tmp_path):
     """longest_first: trials left x the model's mean trial time, a search without any run first, ties
-    in the given order."""
+    in the given order; cells_longest_first: the model's mean cell time on the dataset."""
     from recbole_recgoat.benchmark.store import append_line
     from recbole_recgoat.benchmark.todo import longest_first
 
@@ -350,6 +350,13 @@ def test_tune_starts_the_longest_searches_first(tmp_path):
     assert [t.model for t in longest_first([a, b, c, d], store)] == ["C", "B", "D", "A"]
     e = tuning.TuneTask("A", "d", {"x": [0, 1, 2]}, max_evals=10)  # the same search as A: a tie keeps the order
     assert [t.model for t in longest_first([a, e, b], store)] == ["B", "A", "A"]
+    # cells: by their model's mean cell time on the dataset, else its trials' (A 10 s, B 100 s), none first
+    from recbole_recgoat.benchmark.spec import Cell
+    from recbole_recgoat.benchmark.todo import cells_longest_first
+
+    append_line(store.records_path, {"key": "k1", "model": "A", "dataset": "d", "train_time_s": 500.0, "wall_time_s": 550.0})
+    cells = [Cell(m, m, "d", seed, [], {}, {}, key=f"{m}{seed}") for m, seed in (("B", 1), ("A", 1), ("C", 1), ("B", 2))]
+    assert [c.key for c in cells_longest_first(cells, store)] == ["C1", "A1", "B1", "B2"]
 
 
 def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):

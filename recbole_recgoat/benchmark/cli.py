@@ -88,6 +88,10 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
     copies = runner.same_runs(todo, store)  # rows whose settings equal another row's: trained once
     todo = [c for c in todo if c.key not in copies]
     jobs, threads = _parallel(args, doc, len(todo))
+    if jobs > 1:  # the longest cells first, by the store's own run times (the order changes no result)
+        from recbole_recgoat.benchmark.todo import cells_longest_first
+
+        todo = cells_longest_first(todo, store)
     per_seed = (", ".join(f"{d} {len(s)}" for d, s in seeds.items()) if isinstance(seeds, dict) else len(seeds))
     say(f"{len(cells)} cells ({len(entries)} rows x {len(datasets)} datasets, seeds: {per_seed}): "
         f"{len(cells) - len(todo) - len(copies)} finished, {len(todo)} to run"

@@ -139,6 +139,15 @@ def longest_first(tasks, store):
     return sorted(tasks, key=lambda t: -left(t))
 
 
+def cells_longest_first(cells, store):
+    """``cells`` in the order ``run`` hands them to its workers: the longest first by the mean time
+    of their model's finished cells on the dataset (:func:`seconds_per_run`; none: first), ties in
+    the given order. As for searches, the order changes no result (each cell has its own seed)."""
+    times, _ = run_times(store)
+    seconds = {(c.model, c.dataset): seconds_per_run(times, c.model, c.dataset, "cell")[0] for c in cells}
+    return sorted(cells, key=lambda c: -(float("inf") if seconds[(c.model, c.dataset)] is None else seconds[(c.model, c.dataset)]))
+
+
 def estimate_lines(rem, store, jobs):
     """How long the runs :func:`remaining` counted will take, per dataset and in all: each run at the
     mean training time of the same model's finished runs (:func:`seconds_per_run`) times the records'
