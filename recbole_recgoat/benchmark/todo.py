@@ -145,7 +145,8 @@ def cells_longest_first(cells, store):
     the given order. As for searches, the order changes no result (each cell has its own seed)."""
     times, _ = run_times(store)
     seconds = {(c.model, c.dataset): seconds_per_run(times, c.model, c.dataset, "cell")[0] for c in cells}
-    return sorted(cells, key=lambda c: -(float("inf") if seconds[(c.model, c.dataset)] is None else seconds[(c.model, c.dataset)]))
+    seconds = {k: float("inf") if v is None else v for k, v in seconds.items()}
+    return sorted(cells, key=lambda c: -seconds[(c.model, c.dataset)])
 
 
 def estimate_lines(rem, store, jobs):
@@ -213,6 +214,7 @@ def grid_todo_lines(doc, store, config_path):
     """What the benchmark yaml ``doc`` still needs from ``store``, as ``status --config`` prints it:
     its searches and cells built as ``tune`` and ``run`` build them with no option given."""
     from recbole_recgoat.benchmark.options import listify, overrides_of, pick, tune_tasks, variants_of, yaml_only
+    from recbole_recgoat.benchmark.runner import plan_parallelism
     from recbole_recgoat.benchmark.spec import BASE_SEED, DEFAULT_DATASET, build_entries, parse_seeds
 
     none_given = yaml_only()
@@ -222,4 +224,5 @@ def grid_todo_lines(doc, store, config_path):
                     parse_seeds(pick(None, doc, "seeds", 1), pick(None, doc, "base_seed", BASE_SEED), datasets),
                     listify(doc.get("config_files")), overrides_of(none_given, doc),
                     use_tuned=bool(pick(None, doc, "use_tuned", bool(doc.get("tune")))))
-    return todo_lines(rem, config_path) + estimate_lines(rem, store, int(pick(None, doc, "jobs", 1) or 1))
+    jobs, _ = plan_parallelism(1 << 20, pick(None, doc, "jobs"), pick(None, doc, "threads"))  # as run and tune pick them
+    return todo_lines(rem, config_path) + estimate_lines(rem, store, jobs)
