@@ -282,6 +282,9 @@ def test_a_partial_row_is_not_the_best_of_its_table(bench, tmp_path):
     page = (tmp_path / "b" / "leaderboard-lastfm-2k.md").read_text()
     assert f"best on test Recall@20 is **{second}**" in page and f"{top} (1/2 seeds," in page
     assert f"{top} ranks" not in page  # a partial row has no rank in the summary
+    # the caption names the complete rows' seeds (2), not "1/2 seeds", which reads as a partial row's n/N
+    assert "## Overall\n\nTest split, mean ± std over 2 seeds;" in page
+    assert "mean $\\pm$ std over 2 seeds." in (tmp_path / "b" / "leaderboard-lastfm-2k.tex").read_text()
 
 
 def test_configured_rows_without_records_are_pending(bench, tmp_path):

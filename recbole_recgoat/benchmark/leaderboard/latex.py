@@ -7,7 +7,7 @@ The file is a complete document (``article`` + ``booktabs``) that compiles as is
 ``table`` environment to copy into a paper."""
 
 from recbole_recgoat.benchmark.leaderboard.compute import DEFAULT_COLUMNS, shown_columns
-from recbole_recgoat.benchmark.leaderboard.text import fmt_num, pretty, seeds_text
+from recbole_recgoat.benchmark.leaderboard.text import fmt_num, pretty, seeds_text, table_seeds
 
 ALPHA = 0.05
 MARK = r"$^{*}$"
@@ -39,7 +39,7 @@ def cell_text(row, metric, table, alpha=ALPHA):
 
 def table_tex(table, dname, cols, alpha=ALPHA):
     rows, pending = table["rows"], table.get("pending") or []
-    nseeds = sorted({r["n"] for r in rows})
+    nseeds = table_seeds(rows)
     caption = (f"{escape(dname)}, {escape(table['title'])}: test split, mean $\\pm$ std over "
                f"{seeds_text(nseeds) if rows else 'no seed yet'}. Best of each column in bold, second underlined; "
                f"{MARK}: the best is significantly better than the second (paired t-test over seeds, "

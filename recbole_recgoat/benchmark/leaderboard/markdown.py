@@ -8,7 +8,7 @@ import yaml
 
 from recbole_recgoat.benchmark.leaderboard.compute import DEFAULT_COLUMNS, shown_columns
 from recbole_recgoat.benchmark.leaderboard.summary import average_rank_lines, summary_lines
-from recbole_recgoat.benchmark.leaderboard.text import fmt_num, fmt_p, pretty, seeds_text
+from recbole_recgoat.benchmark.leaderboard.text import fmt_num, fmt_p, pretty, seeds_text, table_seeds
 
 
 def _cell(r, m, best, bold=True):
@@ -136,7 +136,7 @@ def superseded_lines(ds):
 def table_lines(table, dname, cols, head, figs):
     rows, best = table["rows"], table["best"]
     pending = table.get("pending") or []
-    nseeds = sorted({r["n"] for r in rows})
+    nseeds = table_seeds(rows)
     lines = ["", f"## {table['title']}", ""]
     if rows:
         lines.append(f"Test split, mean ± std over {seeds_text(nseeds)}; best of each column in bold; "

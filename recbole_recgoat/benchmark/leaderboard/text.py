@@ -11,6 +11,12 @@ def seeds_text(counts):
     return f"{'/'.join(map(str, counts))} seed{'' if list(counts) == [1] else 's'}"
 
 
+def table_seeds(rows):
+    """The seed counts a table's caption names: those of its complete rows (a partial row shows its
+    own "n/N"); all rows' when none is complete."""
+    return sorted({r["n"] for r in rows if not r.get("partial")} or {r["n"] for r in rows})
+
+
 def pretty(metric):
     name, _, k = metric.partition("@")
     return f"{_PRETTY.get(name, name)}@{k}" if k else _PRETTY.get(name, name)
