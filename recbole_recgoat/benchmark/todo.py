@@ -204,7 +204,7 @@ def todo_lines(rem, config_path):
         if r["wait_for_search"]:
             text += f", {r['wait_for_search']} wait for their search"
         lines.append(text)
-    trials = sum(budget - have for r in rem.values() for _, state, have, budget in r["searches"] if state != "done")
+    trials = sum(n["trials"] for r in rem.values() for n in r["left"].values())
     lines.append(f"  in all: {trials} trials and {sum(r['to_run'] for r in rem.values())} cells to run, "
                  f"{sum(r['wait_for_search'] for r in rem.values())} cells after their search")
     return lines
