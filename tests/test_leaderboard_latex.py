@@ -59,7 +59,10 @@ def test_bold_underline_and_marks_follow_the_numbers():
             ranked = sorted((n for n in means if n not in partial), key=lambda n: -means[n])  # partial rows: no bold
             bold = [n for n, m in parsed.items() if m["bold"]]
             under = [n for n, m in parsed.items() if m["under"]]
-            assert bold == [ranked[0]] and under == [ranked[1]], (table["title"], metric)
+            assert bold == ranked[:1] and under == ranked[1:2], (table["title"], metric)
+            if len(ranked) < 2:  # one complete row, the others pending: no second, no test, no improvement row
+                assert improvement is None and not any(m["mark"] for m in parsed.values())
+                continue
             assert means[ranked[0]] > means[ranked[1]]
             by_name = {r["name"]: r for r in table["rows"]}
             for n, v in means.items():  # the printed values are the board's, rounded

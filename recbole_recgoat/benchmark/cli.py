@@ -48,25 +48,32 @@ def _parallel(args, doc, n_tasks):
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args, doc):
-    from recbole_recgoat.benchmark.spec import (BASE_SEED, DEFAULT_DATASET, build_cells, build_entries, check_keys,
-                                                parse_seeds, preflight)
+    from recbole_recgoat.benchmark.spec import preflight
     from recbole_recgoat.benchmark.tuned import tuned_for
 
     store = _store(args, doc, write=not args.dry_run)
+    grid = _grid(args, doc)
+    tuned = tuned_for(store, grid.entries, grid.datasets) if grid.use_tuned else None
+    cells = grid.cells(tuned)
+    if not args.dry_run:
+        preflight(cells)  # every row x dataset and seed checked before the first cell
+        with store.writer("benchmark run"):
+            return _run_cells(args, doc, store, cells, grid.seeds, grid.entries, grid.datasets)
+    return _run_cells(args, doc, store, cells, grid.seeds, grid.entries, grid.datasets)
+
+
+def _grid(args, doc):
+    """The cells ``run`` trains (:class:`~recbole_recgoat.benchmark.spec.Grid`), checked: the rows'
+    keys and values, the seeds."""
+    from recbole_recgoat.benchmark.spec import BASE_SEED, DEFAULT_DATASET, Grid, build_entries, check_keys, parse_seeds
+
     entries = _only_rows(build_entries(listify(pick(args.models, doc, "models")), variants_of(args, doc)), args.rows)
     datasets = listify(pick(args.datasets, doc, "datasets", [DEFAULT_DATASET]))
     check_keys(entries, datasets[0], overrides=overrides_of(args, doc))
     seeds = args.seed_list if args.seed_list else pick(args.seeds, doc, "seeds", 1)
     seeds = parse_seeds(seeds, pick(args.base_seed, doc, "base_seed", BASE_SEED), datasets)
-    use_tuned = pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune")))
-    tuned = tuned_for(store, entries, datasets) if use_tuned else None
-    cells = build_cells(entries, datasets, seeds, listify(pick(args.config_files, doc, "config_files")),
-                        overrides_of(args, doc), tuned, known_datasets=listify(doc.get("datasets")))
-    if not args.dry_run:
-        preflight(cells)  # every row x dataset and seed checked before the first cell
-        with store.writer("benchmark run"):
-            return _run_cells(args, doc, store, cells, seeds, entries, datasets)
-    return _run_cells(args, doc, store, cells, seeds, entries, datasets)
+    return Grid(entries, datasets, seeds, listify(pick(args.config_files, doc, "config_files")), overrides_of(args, doc),
+                known_datasets=listify(doc.get("datasets")), use_tuned=pick(args.use_tuned, doc, "use_tuned", bool(doc.get("tune"))))
 
 
 def _only_rows(entries, rows):
@@ -118,29 +125,16 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
 
 def cmd_tune(args, doc):
     from recbole_recgoat.benchmark import runner
-    from recbole_recgoat.benchmark.tuning import check_existing, tune_job
+    from recbole_recgoat.benchmark.tuning import tune_job
 
     store = _store(args, doc, write=True)
-    tasks = tune_tasks(args, doc)
-    from recbole_recgoat.benchmark.spec import check_keys
-
-    for t in tasks:
-        check_keys([], t.dataset, {t.model: t.space})
-    for t in tasks:
-        check_existing(t, store)  # refuse before anything runs
-    from recbole_recgoat.config import Config
-
-    for t in tasks:  # the dataset, the overrides' keys and values: before the first trial
-        Config(t.model, t.dataset, t.config_files or None, dict(t.overrides))
+    tasks = _searches(args, doc, store)
     jobs, threads = _parallel(args, doc, len(tasks))
     if jobs > 1:  # the longest search first, by the store's own run times (the order changes no result)
         from recbole_recgoat.benchmark.todo import longest_first
 
         tasks = longest_first(tasks, store)
     say(f"tuning {len(tasks)} model x dataset pairs; store {store.root}; jobs {jobs} x threads {threads}")
-    for t in tasks:
-        if not t.space:
-            say(f"note: {t.model} has no search_space (properties/model/{t.model}.yaml): its defaults are recorded")
     results = {}
 
     def on_result(task, out):
@@ -154,6 +148,53 @@ def cmd_tune(args, doc):
         ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=pick(args.backend, doc, "backend", "local"),
                                     ray_address=pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result,
                                     unit="searches")
+    _say_tuned(tasks, results)
+    return 1 if failed else 0
+
+
+def cmd_tune_and_run(tune_args, run_args, doc):
+    """``tune`` and ``run`` of a yaml: one pool where a model's cells start when its search is written
+    (:mod:`~recbole_recgoat.benchmark.pipeline`); one step after the other with jobs 1, Ray or
+    cells that take no tuned parameters."""
+    from recbole_recgoat.benchmark import pipeline
+
+    grid = _grid(run_args, doc)
+    jobs, threads = _parallel(run_args, doc, len(tune_tasks(tune_args, doc)) + len(grid.cells()))
+    if jobs <= 1 or pick(run_args.backend, doc, "backend", "local") != "local" or not grid.use_tuned:
+        return cmd_tune(tune_args, doc) or cmd_run(run_args, doc)
+    store = _store(tune_args, doc, write=True)
+    searches = _searches(tune_args, doc, store)
+    with store.writer("benchmark tune and run"):
+        counts, results = pipeline.tune_and_run(store, searches, grid, jobs, threads)
+    _say_tuned(searches, results)
+    (s_ok, s_failed), (c_ok, c_failed) = counts["searches"], counts["cells"]
+    say(f"{s_ok} searches and {c_ok} cells finished, {s_failed} searches and {c_failed} cells failed"
+        + (f" (see {store.root / 'failures.jsonl'})" if c_failed else ""))
+    return 1 if s_failed or c_failed else 0
+
+
+def _searches(args, doc, store):
+    """The searches of ``tune`` (:func:`~recbole_recgoat.benchmark.options.tune_tasks`), each checked
+    before anything runs: its keys, a tuned file with other settings, its config."""
+    from recbole_recgoat.benchmark.spec import check_keys
+    from recbole_recgoat.benchmark.tuning import check_existing
+    from recbole_recgoat.config import Config
+
+    tasks = tune_tasks(args, doc)
+    for t in tasks:
+        check_keys([], t.dataset, {t.model: t.space})
+    for t in tasks:
+        check_existing(t, store)  # refuse before anything runs
+    for t in tasks:  # the dataset, the overrides' keys and values: before the first trial
+        Config(t.model, t.dataset, t.config_files or None, dict(t.overrides))
+    for t in tasks:
+        if not t.space:
+            say(f"note: {t.model} has no search_space (properties/model/{t.model}.yaml): its defaults are recorded")
+    return tasks
+
+
+def _say_tuned(tasks, results):
+    """One line per search: the chosen parameters, their validation score, the trials."""
     for t in tasks:
         tuned = (results.get(t.key) or {}).get("tuned")
         if tuned:
@@ -161,7 +202,6 @@ def cmd_tune(args, doc):
             score = sel.get("best_valid_score")
             say(f"{t.model} on {t.dataset}: {tuned.get('params')} (valid {sel.get('valid_metric')} "
                 f"{'n/a' if score is None else f'{score:.4f}'}, {tuned['budget']['evaluated']} trials)")
-    return 1 if failed else 0
 
 
 def cmd_leaderboard(args, doc, argv=None):
@@ -243,10 +283,13 @@ def main(argv=None):
                 if step == "tune" and not doc.get("tune"):
                     continue
                 sub_args, sub_argv = _args_for(step, args.config, args.store, parser)
-                if step == "tune":
+                if step == "tune" and "run" in steps:  # one schedule for both (benchmark/pipeline.py)
+                    rc = cmd_tune_and_run(sub_args, _args_for("run", args.config, args.store, parser)[0], doc) or rc
+                elif step == "tune":
                     rc = cmd_tune(sub_args, doc) or rc
                 elif step == "run":
-                    rc = cmd_run(sub_args, doc) or rc
+                    if not (doc.get("tune") and "tune" in steps):
+                        rc = cmd_run(sub_args, doc) or rc
                 else:
                     rc = cmd_leaderboard(sub_args, doc, argv) or rc
                 if rc and step != "leaderboard":

@@ -14,6 +14,7 @@ finished cell so far, which includes the parallelism, times the cells left; :cla
 process, which writes them to the same store.  Ray is imported only here, only for this backend.
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -113,7 +114,7 @@ class GridProgress:
         return f"[{text}]"
 
 
-def _store_result(store, cell, out, progress=None):
+def store_result(store, cell, out, progress=None):
     suffix = ""
     if progress is not None:
         progress.tick(ok=not out.get("error"))
@@ -156,7 +157,7 @@ def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, 
     tasks = list(tasks)
     if on_result is None:
         progress = GridProgress(len(tasks), unit=unit)
-        on_result = lambda cell, out: _store_result(store, cell, out, progress)  # noqa: E731
+        on_result = lambda cell, out: store_result(store, cell, out, progress)  # noqa: E731
     else:
         on_result = _with_progress(on_result, len(tasks), unit)
     if backend == "ray":
@@ -177,9 +178,27 @@ def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, 
         finally:
             torch.set_num_threads(before)
         return ok, failed
+    from concurrent.futures import as_completed
+
+    with local_pool(jobs, threads) as pool:
+        futures = {pool.submit(fn, cell.as_dict(), str(store.root), threads): cell for cell in tasks}
+        for fut in as_completed(futures):
+            if on_result(futures[fut], outcome(fut)):
+                ok += 1
+            else:
+                failed += 1
+    return ok, failed
+
+
+@contextlib.contextmanager
+def local_pool(jobs, threads):
+    """A ``spawn`` process pool of ``jobs`` workers (``threads`` torch threads each, one GPU each when
+    the machine has several), for :func:`execute` and :mod:`~recbole_recgoat.benchmark.pipeline`. A
+    Ctrl-C stops the workers at once (waiting for their cells would take minutes) and is re-raised."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures import ProcessPoolExecutor
+
+    from recbole_recgoat.benchmark import worker
 
     ctx = mp.get_context("spawn")
     gpu_queue = None
@@ -194,26 +213,25 @@ def execute(tasks, store, jobs=1, threads=1, backend="local", ray_address=None, 
         gpu_queue = None
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=worker.init_worker,
                              initargs=(threads, os.getpid(), gpu_queue)) as pool:
-        futures = {pool.submit(fn, cell.as_dict(), str(store.root), threads): cell for cell in tasks}
         try:
-            for fut in as_completed(futures):
-                cell = futures[fut]
-                try:
-                    out = fut.result()
-                except BrokenProcessPool as exc:
-                    out = {"error": f"worker process died ({exc.__class__.__name__}: {exc})"}
-                except Exception as exc:  # noqa: BLE001
-                    out = {"error": f"{exc.__class__.__name__}: {exc}"}
-                if on_result(cell, out):
-                    ok += 1
-                else:
-                    failed += 1
-        except KeyboardInterrupt:  # stop the workers now: waiting for their cells would take minutes
+            yield pool
+        except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             for proc in list((getattr(pool, "_processes", None) or {}).values()):
                 proc.terminate()
             raise
-    return ok, failed
+
+
+def outcome(future):
+    """A finished task's result, or ``{"error": ...}`` when its worker raised or died."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        return {"error": f"worker process died ({exc.__class__.__name__}: {exc})"}
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"{exc.__class__.__name__}: {exc}"}
 
 
 def import_ray():

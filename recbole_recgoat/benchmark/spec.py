@@ -251,6 +251,25 @@ def build_cells(entries, datasets, seeds, config_files=None, overrides=None, tun
     return cells
 
 
+@dataclass
+class Grid:
+    """What ``run`` trains: rows (:class:`Entry`) x datasets x seeds with the run's config files and
+    overrides; :meth:`cells` builds its cells for given tuned parameters (:func:`build_cells`)."""
+
+    entries: list
+    datasets: list
+    seeds: object  # a list for every dataset, or {dataset: [seeds]}
+    config_files: list = field(default_factory=list)
+    overrides: dict = field(default_factory=dict)
+    known_datasets: list = None
+    use_tuned: bool = False
+
+    def cells(self, tuned=None, entries=None, datasets=None):
+        """The cells of ``entries`` (default all) on ``datasets`` (default all), every seed."""
+        return build_cells(self.entries if entries is None else entries, self.datasets if datasets is None else datasets,
+                           self.seeds, self.config_files, self.overrides, tuned, known_datasets=self.known_datasets)
+
+
 def preflight(cells):
     """Every check a cell's run makes before loading data (config keys and values, the dataset's
     folder, the seed's range, ...), once per row x dataset and once per seed, before the first

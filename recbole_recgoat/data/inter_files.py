@@ -15,13 +15,13 @@ and two splits that are one file or have identical content.  Nothing is written.
 items stay rankable), so they are counted in the log instead of passing silently.
 """
 
-import hashlib
 import os
 
 import numpy as np
 from recbole.utils import FeatureType
 
 from recbole_recgoat.errors import InputError
+from recbole_recgoat.utils.io import file_sha256
 
 _TYPES = {t.value for t in FeatureType}
 
@@ -117,14 +117,6 @@ def check_inter_file(path, what, wanted, sep="\t", encoding="utf-8", pair=None):
     return rows
 
 
-def _digest(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_inter_files(config, token, dataset_path):
     """Check every interaction file of the dataset ``token`` in ``dataset_path`` (before loading)."""
     if not os.path.isdir(dataset_path):
@@ -136,7 +128,7 @@ def check_inter_files(config, token, dataset_path):
     seen = {}
     for path, what in inter_file_paths(token, dataset_path, config["benchmark_filename"]):
         check_inter_file(path, what, wanted, sep, encoding, pair)
-        key = (os.path.realpath(path), _digest(path))
+        key = (os.path.realpath(path), file_sha256(path))
         for (real, digest), other in seen.items():
             if real == key[0] or digest == key[1]:
                 how = "the same file as" if real == key[0] else "identical to"
