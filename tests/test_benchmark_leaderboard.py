@@ -329,3 +329,20 @@ def test_features_column_names_the_user_feature_file():
     assert feature_label(rec, labels) == "overview; users: GPT-4.1-mini"
     rec["features"]["users"] = False
     assert feature_label(rec, labels) == "overview"
+
+
+def test_rows_that_kept_their_first_epoch_are_named():
+    """A row whose seeds kept the model after epoch 1 (best epoch 0: validation never beat its first
+    score within the patience) is named under the dataset's summary, with how many seeds did."""
+    from recbole_recgoat.benchmark.leaderboard.summary import summary_lines
+
+    def row(name, kept):
+        return {"name": name, "n": 3, "first_epoch_kept": kept, "test": {"recall@20": {"mean": 0.1, "std": 0.0}}}
+
+    ds = {"headline": "recall@20", "tables": [{"title": "T", "rows": [row("A", 0), row("B", 2)], "best": {}},
+                                               {"title": "U", "rows": [row("B", 2)], "best": {}}]}
+    assert summary_lines(ds) == ["- **Kept the model after its first epoch** (early stopping: validation never beat that "
+                                 "first score within the patience): B (2 of 3 seeds)."]
+    ds["tables"][0]["rows"][1]["first_epoch_kept"] = 0
+    ds["tables"][1]["rows"][0]["first_epoch_kept"] = 0
+    assert summary_lines(ds) == []

@@ -119,6 +119,7 @@ def summarize_row(name, recs, metrics, feature_labels=None):
         "same_run_as": sorted({r["same_run_as"]["variant"] for r in recs if r.get("same_run_as")}),
         "seeds": seeds,
         "n": len(recs),
+        "first_epoch_kept": sum(1 for r in recs if r.get("best_epoch") == 0),  # early stopping kept the 1st evaluation
         "test": test,
         "valid": valid,
         "valid_metric": first.get("valid_metric"),

@@ -86,4 +86,9 @@ def summary_lines(ds, focus=None):
         if partial:
             out.append(f"**{table['title']}**: not ranked yet, seeds still running: " + ", ".join(
                 f"{r['name']} ({r['partial']} seeds, {fmt_num(r['test'][head]['mean'])})" for r in partial) + ".")
+    kept = {r["name"]: r for t in ds["tables"] for r in t["rows"] if r.get("first_epoch_kept")}
+    if kept:
+        out.append("**Kept the model after its first epoch** (early stopping: validation never beat that first score "
+                   "within the patience): " + ", ".join(
+                       f"{n} ({r['first_epoch_kept']} of {r['n']} seeds)" for n, r in kept.items()) + ".")
     return [("- " + o) for o in out]
