@@ -160,7 +160,7 @@ def test_every_model_gets_the_same_budget(algo, tmp_path, monkeypatch):
         return {"trial_key": str(len(calls)), "params": values, "valid_metric": "recall@20", "valid_score_bigger": True,
                 "best_valid_score": 0.5, "best_valid_result": {"recall@20": 0.5}, "best_epoch": 0, "epochs_run": 1}
 
-    monkeypatch.setattr(tuning, "_trial_objective", fake_trial)
+    monkeypatch.setattr(tuning, "train_trial", fake_trial)
     store = Store(tmp_path / "s")
     spaces = {"Big": {"a": list(range(10)), "b": list(range(10))}, "Small": {"a": [1, 2, 3]},
               "Lists": {"modalities": [["text", "audio"], ["text"]]}}  # list values (RecGOAT's modality subsets)
@@ -363,7 +363,7 @@ def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):
     """Only the budget and the algorithm may change without --force: another grid is refused."""
     from recbole_recgoat.errors import InputError
 
-    monkeypatch.setattr(tuning, "_trial_objective", lambda task, store, trials, values, reusable=None: {
+    monkeypatch.setattr(tuning, "train_trial", lambda task, store, trials, values, reusable=None: {
         "trial_key": str(values), "params": values, "valid_metric": "recall@20", "valid_score_bigger": True,
         "best_valid_score": 0.5, "best_valid_result": {"recall@20": 0.5}, "best_epoch": 0, "epochs_run": 1})
     store = Store(tmp_path / "s")

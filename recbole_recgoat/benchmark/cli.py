@@ -129,7 +129,15 @@ def cmd_tune(args, doc):
 
     store = _store(args, doc, write=True)
     tasks = _searches(args, doc, store)
-    jobs, threads = _parallel(args, doc, len(tasks))
+    jobs, threads = _parallel(args, doc, sum(max(1, t.budget) for t in tasks))  # an exhaustive search's trials in parallel
+    backend = pick(args.backend, doc, "backend", "local")
+    if jobs > 1 and backend == "local":  # searches split into trials, the longest first (benchmark/pipeline.py)
+        from recbole_recgoat.benchmark import pipeline
+
+        with store.writer("benchmark tune"):
+            counts, results = pipeline.tune_and_run(store, tasks, None, jobs, threads)
+        _say_tuned(tasks, results)
+        return 1 if counts["searches"][1] else 0
     if jobs > 1:  # the longest search first, by the store's own run times (the order changes no result)
         from recbole_recgoat.benchmark.todo import longest_first
 
@@ -145,9 +153,9 @@ def cmd_tune(args, doc):
         return True
 
     with store.writer("benchmark tune"):
-        ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=pick(args.backend, doc, "backend", "local"),
-                                    ray_address=pick(args.ray_address, doc, "ray_address"), fn=tune_job, on_result=on_result,
-                                    unit="searches")
+        ok, failed = runner.execute(tasks, store, jobs=jobs, threads=threads, backend=backend,
+                                    ray_address=pick(args.ray_address, doc, "ray_address"), fn=tune_job,
+                                    on_result=on_result, unit="searches")
     _say_tuned(tasks, results)
     return 1 if failed else 0
 
@@ -159,7 +167,7 @@ def cmd_tune_and_run(tune_args, run_args, doc):
     from recbole_recgoat.benchmark import pipeline
 
     grid = _grid(run_args, doc)
-    jobs, threads = _parallel(run_args, doc, len(tune_tasks(tune_args, doc)) + len(grid.cells()))
+    jobs, threads = _parallel(run_args, doc, sum(max(1, t.budget) for t in tune_tasks(tune_args, doc)) + len(grid.cells()))
     if jobs <= 1 or pick(run_args.backend, doc, "backend", "local") != "local" or not grid.use_tuned:
         return cmd_tune(tune_args, doc) or cmd_run(run_args, doc)
     store = _store(tune_args, doc, write=True)

@@ -23,7 +23,8 @@ validation metric); the test loader that ``prepare`` builds is never read and no
 evaluated on it.  The chosen parameters, the budget and every trial (validation results only)
 go to ``<store>/tuned/<model>-<dataset>.yaml``; ``run --use-tuned`` reads them.  Trials are also
 appended to ``<store>/tuning/<model>-<dataset>-<tune_key>.jsonl`` as they finish, so a killed
-tuning resumes without re-training the trials it had finished.
+tuning resumes without re-training the trials it had finished. With several workers an
+``exhaustive`` search runs as its trials, one task each (:mod:`~recbole_recgoat.benchmark.trials`).
 
 A trial's result depends on the model, the dataset, its parameters, the seed, the overrides and the
 config files, not on the budget or the algorithm that proposed it (its ``run_key``).  So a search
@@ -150,7 +151,7 @@ def reuse_summary(task, store, reusable, own):
     return f"{own} finished trials of its own; other searches' trials, reused by run key: {found}"
 
 
-def _trial_objective(task, store, trials, values, reusable=None):
+def train_trial(task, store, trials, values, reusable=None):
     """Train one configuration and return its VALIDATION result (the test split is never read)."""
     from recbole_recgoat import quick_start
 
@@ -235,8 +236,9 @@ def check_existing(task, store):
     )
 
 
-def run_search(task, store):
-    """The search of ``task``; writes and returns the tuned-parameters document."""
+def run_search(task, store, echo=True):
+    """The search of ``task``; writes and returns the tuned-parameters document (``echo``: a line
+    per trial on the console)."""
     path = store.tuned_path(task.model, task.dataset)
     existing = check_existing(task, store)
     if existing is not None:
@@ -261,12 +263,13 @@ def run_search(task, store):
 
         def objective(config_dict, _fixed_config_file_list=None):
             values = {n: task.space[n][int(config_dict[n])] for n in names}
-            trial = _trial_objective(task, store, trials, values, reusable)
+            trial = train_trial(task, store, trials, values, reusable)
             evaluated.append(trial)
             reused = " (reused: same trial under budget/algorithm of tune key " \
                 f"{trial['reused_from']['tune_key']})" if trial.get("reused_from") else ""
-            print(f"[tune {task.model}/{task.dataset}] trial {len(evaluated)}/{budget}: {values} -> "
-                  f"valid {trial['valid_metric']} {trial['best_valid_score']:.4f}{reused}", file=console, flush=True)
+            if echo:
+                print(f"[tune {task.model}/{task.dataset}] trial {len(evaluated)}/{budget}: {values} -> "
+                      f"valid {trial['valid_metric']} {trial['best_valid_score']:.4f}{reused}", file=console, flush=True)
             return {"model": task.model, "best_valid_score": trial["best_valid_score"],
                     "valid_score_bigger": trial["valid_score_bigger"],
                     "best_valid_result": trial["best_valid_result"], "test_result": None}
