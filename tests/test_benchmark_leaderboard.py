@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+import yaml
 from scipy import stats as sps
 
 from recbole_recgoat.benchmark.cli import main
@@ -98,7 +99,9 @@ def test_leaderboard_equals_recomputation(bench, tmp_path):
     best = overall["best"]["recall@20"]
     row = next(r for r in overall["rows"] if r["name"] == best)
     assert f"**{row['test']['recall@20']['mean']:.4f} ± {row['test']['recall@20']['std']:.4f}**" in md
-    assert "| users | items |" in md and "BPR-wd:\n  variant_of: BPR\n  overrides: {weight_decay: 0.001}" in md
+    assert "| users | items |" in md and "\nBPR-wd: {variant_of: BPR, overrides: {weight_decay: 0.001}" in md  # one line
+    settings = yaml.safe_load(md.split("```yaml\n")[1].split("```")[0])  # the settings block is yaml
+    assert settings["BPR-wd"]["variant_of"] == "BPR" and settings["BPR-wd"]["overrides"] == {"weight_decay": 0.001}
     assert "<details>" not in md and "eval_batch_size" not in md  # the full configs: the JSON export only
     assert row["config"]["eval_batch_size"] and "eval_batch_size" in paths["json"].read_text()
     assert "Masking at test time: a test user's training and validation items are masked" in md

@@ -246,8 +246,8 @@ def settings_of(r, common_seeds=None):
     return _plain(out)
 
 
-def _flow(value):
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+def _flow(value, sort_keys=True):
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=sort_keys).strip()
     return text[:-4].rstrip() if text.endswith("\n...") else text.removesuffix("...").rstrip()
 
 
@@ -261,8 +261,14 @@ def settings_lines(ds):
     common = max(set(seeds), key=seeds.count)
     body = []
     for r in rows:
+        settings = settings_of(r, common)
+        if r["variant"]:  # one line: its base and overrides ("tuned: as <base>" goes without saying)
+            if str(settings.get("tuned", "")).startswith("as "):
+                del settings["tuned"]
+            body.append(f"{_flow(r['name'])}: {_flow(settings, sort_keys=False)}")  # variant_of first, overrides as written
+            continue
         body.append(f"{_flow(r['name'])}:")
-        body += [f"  {key}: {_flow(value)}" for key, value in settings_of(r, common).items()]
+        body += [f"  {key}: {_flow(value)}" for key, value in settings.items()]
     return ["", "## Settings", "", f"Each row's tuning and tuned parameters (a variant: its base model's tuned parameters "
             f"plus its overrides, not re-tuned); every other key is the protocol's or the model's default. Seeds: "
             f"{', '.join(map(str, common))} unless a row says otherwise. The full config of every row is in the JSON "
