@@ -2,7 +2,7 @@
 builder of a model and its training data, one training step, the token -> internal id maps, a writer
 for hand-made tiny datasets, the training pairs of an .inter file, a quiet copy of Last.fm-2K, and the
 checks several models repeat (a checkpoint that reloads to the same test metrics, gradients on the
-trained parameters only, two builds alike). Each test file still names its model and its dataset
+trained parameters only, two builds alike, RecGOAT's graphs in original ids). Each test file still names its model and its dataset
 where it builds them.
 
 The one-torch-thread fixture these files ask for (``pytestmark = pytest.mark.usefixtures("one_thread")``)
@@ -174,3 +174,20 @@ def assert_same_built(a, b):
         assert a[key].keys() == b[key].keys(), key
         assert all(a[key][e] == pytest.approx(b[key][e], abs=1e-7) if isinstance(a[key][e], float) else a[key][e] == b[key][e]
                    for e in a[key]), key
+
+
+def recgoat_graphs(model, dataset):
+    """What a RecGOAT model built from the interactions, in original ids (for the leakage tests: the
+    same on a dataset and on a copy whose validation or test rows differ): the user-item edges
+    ``ui`` ``{(user, item)}``, each modality's item-item edges, the user-user edges ``uu``, and each
+    user's LM feature row as bytes (``user_feats``)."""
+    utok, itok = dataset.field2id_token[dataset.uid_field], dataset.field2id_token[dataset.iid_field]
+    idx = model.norm_adj.coalesce().indices()
+    ui = idx[:, idx[0] < model.n_users]
+    out = {"ui": set(zip(utok[ui[0].numpy()], itok[ui[1].numpy() - model.n_users]))}
+    for m, e in model.mm_edges.items():
+        out[m] = set(zip(itok[e[0].numpy()], itok[e[1].numpy()]))
+    out["uu"] = set(zip(utok[model.user_edges[0].numpy()], utok[model.user_edges[1].numpy()]))
+    feats = model.user_feats.numpy()
+    out["user_feats"] = {utok[k]: feats[k].tobytes() for k in range(1, len(utok))}
+    return out

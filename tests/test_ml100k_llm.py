@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import BUNDLED, REPO
+from model_support import recgoat_graphs
 
 import features_support  # noqa: F401  (the encoder is extracted into the temp folder)
 
@@ -87,18 +88,7 @@ def _graphs(data_path):
 
     cfg = {"data_path": str(data_path), "state": "WARNING", "graph_cache_dir": None, "cpu_threads": 1}
     c, ds, tr, _, _, _ = prepare("RecGOAT", "ml-100k-llm", config_dict=cfg, log=False)
-    model = build_model(c, tr)
-    ds = tr._dataset
-    utok, itok = ds.field2id_token[ds.uid_field], ds.field2id_token[ds.iid_field]
-    idx = model.norm_adj.coalesce().indices()
-    ui = idx[:, idx[0] < model.n_users]
-    out = {"ui": set(zip(utok[ui[0].numpy()].astype(int), itok[ui[1].numpy() - model.n_users].astype(int)))}
-    for m, e in model.mm_edges.items():
-        out[m] = set(zip(itok[e[0].numpy()], itok[e[1].numpy()]))
-    out["uu"] = set(zip(utok[model.user_edges[0].numpy()], utok[model.user_edges[1].numpy()]))
-    feats = model.user_feats.numpy()
-    out["user_feats"] = {utok[k]: feats[k].tobytes() for k in range(1, len(utok))}
-    return out
+    return recgoat_graphs(build_model(c, tr), tr._dataset)
 
 
 def test_nothing_built_reads_test_rows(tmp_path):
@@ -123,7 +113,7 @@ def test_nothing_built_reads_test_rows(tmp_path):
     assert a.keys() == b.keys() and {"ui", "uu", "text", "llm", "user_feats"} <= set(a)
     for key in a:
         assert a[key] == b[key], key
-    assert a["ui"] == _pairs(_inter("train"))
+    assert {(int(u), int(i)) for u, i in a["ui"]} == _pairs(_inter("train"))
 
 
 def test_committed_files_match_their_checksums():

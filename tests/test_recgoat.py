@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_support import copy_lastfm
+from model_support import copy_lastfm, recgoat_graphs
 from recbole_recgoat.model.layers import alignment
 from recbole_recgoat.quick_start import build_model, prepare, run
 
@@ -115,28 +115,14 @@ def test_sinkhorn_w1_is_differentiable():
 
 
 # ------------------------------------------------------------------------------------------ leakage
-def _graph_in_original_ids(model, ds):
-    utok, itok = ds.field2id_token[ds.uid_field], ds.field2id_token[ds.iid_field]
-    idx = model.norm_adj.coalesce().indices()
-    nu = model.n_users
-    ui = idx[:, idx[0] < nu]
-    out = {"ui": set(zip(utok[ui[0].numpy()], itok[ui[1].numpy() - nu]))}
-    for m, e in model.mm_edges.items():
-        out[m] = set(zip(itok[e[0].numpy()], itok[e[1].numpy()]))
-    out["uu"] = set(zip(utok[model.user_edges[0].numpy()], utok[model.user_edges[1].numpy()]))
-    feats = model.user_feats.numpy()
-    out["user_feats"] = {utok[k]: feats[k].tobytes() for k in range(1, len(utok))}
-    return out
-
-
 def test_nothing_built_from_validation_or_test_rows(tmp_path):
     a_cfg = copy_lastfm(tmp_path / "a", "lfm")
     b_cfg = copy_lastfm(tmp_path / "b", "lfm", permute_eval=True)
     a_model, a_tr = _model(a_cfg)
     b_model, b_tr = _model(b_cfg)
     assert (tmp_path / "a/data/lfm/lfm.test.inter").read_text() != (tmp_path / "b/data/lfm/lfm.test.inter").read_text()
-    ga = _graph_in_original_ids(a_model, a_tr._dataset)
-    gb = _graph_in_original_ids(b_model, b_tr._dataset)
+    ga = recgoat_graphs(a_model, a_tr._dataset)
+    gb = recgoat_graphs(b_model, b_tr._dataset)
     assert ga.keys() == gb.keys()
     for key in ga:
         assert ga[key] == gb[key], key
