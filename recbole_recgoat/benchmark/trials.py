@@ -11,7 +11,6 @@ trains) and writes the same tuned document, trials in the same order, as one wor
 """
 
 from recbole_recgoat.benchmark.grid import grid_order
-from recbole_recgoat.benchmark.spec import short_hash
 from recbole_recgoat.benchmark.store import read_lines
 
 
@@ -21,7 +20,7 @@ class TrialTask:
     def __init__(self, search, values):
         self.search, self.values = search, dict(values)
         self.model, self.dataset = search.model, search.dataset
-        self.key = short_hash({"tune_key": search.key, "params": self.values})  # the trial key
+        self.key = search.trial_key(self.values)
 
     def describe(self):
         return f"trial {self.values} of {self.search.describe()}"

@@ -88,6 +88,10 @@ class TuneTask:
             "overrides": self.overrides, "config_files": self._digests,
         })
 
+    def trial_key(self, params):
+        """A trial of this search: its tune key and parameters (the key its trials file holds)."""
+        return short_hash({"tune_key": self.key, "params": dict(params)})
+
     def other_budget_keys(self, largest=200):
         """Tune keys of the same search (grid, seed, overrides, config files) with another algorithm
         or a budget of 1 .. ``largest`` trials: their trials are this search's trials."""
@@ -155,7 +159,7 @@ def train_trial(task, store, trials, values, reusable=None):
     """Train one configuration and return its VALIDATION result (the test split is never read)."""
     from recbole_recgoat import quick_start
 
-    trial_key = short_hash({"tune_key": task.key, "params": values})
+    trial_key = task.trial_key(values)
     for t in trials:
         if t["trial_key"] == trial_key:
             return t
