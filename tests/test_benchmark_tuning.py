@@ -332,6 +332,12 @@ def test_time_left_comes_from_the_same_model_else_scaled_from_its_other_datasets
     # A on d3: from d1 (cell mean 40, ratios d3/d1 of B, C, D: 3, 2, 5 -> median 3) and from d2 (no model on both: x1)
     assert seconds_per_run(times, "A", "d3", "cell") == (pytest.approx((40.0 * 3 + 30.0) / 2), True)
     assert seconds_per_run(times, "E", "d1", "trial") == (None, False)
+    # a variant row (cells keyed by row): its own cells on other datasets first, else its model's
+    times[("A-slow", "d1")] = {"trial": [], "cell": [400.0]}
+    assert seconds_per_run(times, "A-slow", "d1", "cell", base="A") == (400.0, False)
+    assert seconds_per_run(times, "A-slow", "d3", "cell", base="A") == (pytest.approx(400.0 * 3), True)
+    assert seconds_per_run(times, "A-new", "d1", "cell", base="A") == (40.0, False)
+    assert seconds_per_run(times, "A-new", "d1", "cell") == (None, False)
 
 
 def test_tune_and_run_start_the_longest_first(tmp_path):
@@ -357,6 +363,10 @@ def test_tune_and_run_start_the_longest_first(tmp_path):
     append_line(store.records_path, {"key": "k1", "model": "A", "dataset": "d", "train_time_s": 500.0, "wall_time_s": 550.0})
     cells = [Cell(m, m, "d", seed, [], {}, {}, key=f"{m}{seed}") for m, seed in (("B", 1), ("A", 1), ("C", 1), ("B", 2))]
     assert [c.key for c in cells_longest_first(cells, store)] == ["C1", "A1", "B1", "B2"]
+    # a variant row keeps its own pace (B-long: 900 s), one without cells takes its model's (A-new: 500 s)
+    append_line(store.records_path, {"key": "k2", "model": "B", "variant": "B-long", "dataset": "d", "train_time_s": 900.0})
+    cells = [Cell(e, m, "d", 1, [], {}, {}, key=e) for e, m in (("A", "A"), ("B", "B"), ("B-long", "B"), ("A-new", "A"))]
+    assert [c.key for c in cells_longest_first(cells, store)] == ["B-long", "A", "A-new", "B"]
 
 
 def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):

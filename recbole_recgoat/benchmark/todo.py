@@ -35,7 +35,8 @@ def search_state(task, store):
 
 def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrides=None, use_tuned=True):
     """``{dataset: {"searches": [(model, state, trials in hand, budget)], "cells": n, "finished": n,
-    "to_run": n, "same_run": n, "wait_for_search": n}}``: what the grid of ``tasks`` (its searches,
+    "to_run": n, "same_run": n, "wait_for_search": n, "left": {row: {"trials": n, "cells": n, "model": M}}}}``:
+    what the grid of ``tasks`` (its searches,
     :class:`~recbole_recgoat.benchmark.tuning.TuneTask`) and ``entries`` x ``datasets`` x ``seeds``
     (its cells, built as ``run`` builds them) still needs from ``store``."""
     from recbole_recgoat.benchmark import runner
@@ -43,13 +44,13 @@ def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrid
     from recbole_recgoat.benchmark.tuned import tuned_for
 
     out = OrderedDict((d, {"searches": [], "cells": 0, "finished": 0, "to_run": 0, "same_run": 0,
-                           "wait_for_search": 0, "left": defaultdict(lambda: {"trials": 0, "cells": 0})})
+                           "wait_for_search": 0, "left": {}})
                       for d in datasets)
     for task in tasks:
         state = search_state(task, store)
         out[task.dataset]["searches"].append((task.model,) + state)
         if state[0] != "done":
-            out[task.dataset]["left"][task.model]["trials"] += state[2] - state[1]
+            _left(out[task.dataset], task.model, task.model)["trials"] += state[2] - state[1]
     tuned = tuned_for(store, entries, datasets, required=False) if use_tuned else None
     finished = store.finished_keys()
     todo = []
@@ -59,7 +60,7 @@ def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrid
                 n = len(build_cells([entry], [dataset], seeds, known_datasets=datasets))
                 out[dataset]["cells"] += n
                 out[dataset]["wait_for_search"] += n
-                out[dataset]["left"][entry.model]["cells"] += n
+                _left(out[dataset], entry.name, entry.model)["cells"] += n
                 continue
             cells = build_cells([entry], [dataset], seeds, config_files, overrides, tuned, known_datasets=datasets)
             out[dataset]["cells"] += len(cells)
@@ -69,14 +70,21 @@ def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrid
     for c in todo:
         out[c.dataset]["same_run" if c.key in copies else "to_run"] += 1
         if c.key not in copies:
-            out[c.dataset]["left"][c.model]["cells"] += 1
+            _left(out[c.dataset], c.entry, c.model)["cells"] += 1
     return out
 
 
+def _left(per_dataset, row, model):
+    """The runs left of one leaderboard row (a model's searches count under the model's name)."""
+    return per_dataset["left"].setdefault(row, {"trials": 0, "cells": 0, "model": model})
+
+
 def run_times(store):
-    """``({(model, dataset): {"trial": [s, ...], "cell": [s, ...]}}, wall factor)``: the training time
-    (``train_time_s``, at the jobs and threads they ran with) of the store's finished trials and cells,
-    and the records' wall time over their training time (setup, test; 1.0 without records)."""
+    """``({(name, dataset): {"trial": [s, ...], "cell": [s, ...]}}, wall factor)``: the training time
+    (``train_time_s``, at the jobs and threads they ran with) of the store's finished trials (``name``:
+    their model) and cells (``name``: their leaderboard row, so a variant such as a longer patience
+    keeps its own pace), and the records' wall time over their training time (setup, test; 1.0
+    without records)."""
     from recbole_recgoat.benchmark.store import read_lines
 
     times, wall, train = defaultdict(lambda: {"trial": [], "cell": []}), 0.0, 0.0
@@ -87,7 +95,7 @@ def run_times(store):
                 times[(t["model"], t["dataset"])]["trial"].append(float(t["train_time_s"]))
     for r in store.records():
         if r.get("model") and r.get("dataset") and r.get("train_time_s") is not None:
-            times[(r["model"], r["dataset"])]["cell"].append(float(r["train_time_s"]))
+            times[(r.get("variant") or r["model"], r["dataset"])]["cell"].append(float(r["train_time_s"]))
             if r.get("wall_time_s") is not None:
                 wall, train = wall + float(r["wall_time_s"]), train + float(r["train_time_s"])
     return times, (wall / train if wall and train else 1.0)
@@ -97,12 +105,13 @@ def _mean(xs):
     return sum(xs) / len(xs)
 
 
-def seconds_per_run(times, model, dataset, kind):
+def seconds_per_run(times, model, dataset, kind, base=None):
     """``(seconds, borrowed)``: the mean time of ``model``'s finished runs on ``dataset``, of ``kind``
     ("trial" or "cell") if any, else of the other kind. Without any there (``borrowed`` True): the
     mean over the other datasets with runs of the model, each scaled by the median ratio of trial
-    times (``dataset`` over it) of the models that ran on both; ``(None, False)`` when the store has
-    no run of the model at all."""
+    times (``dataset`` over it) of the models that ran on both. ``model`` may be a variant row
+    (:func:`run_times` keys cells by row); with no run of it at all, the same for ``base`` (its
+    model). ``(None, False)`` when the store has no run of either."""
     def mean_of(m, d, first=kind):
         v = times.get((m, d)) or {}
         for k in (first, "cell" if first == "trial" else "trial"):
@@ -118,7 +127,9 @@ def seconds_per_run(times, model, dataset, kind):
         ratios = sorted(a / b for m in {m for m, _ in times}
                         for a, b in [(mean_of(m, dataset, "trial"), mean_of(m, other, "trial"))] if a is not None and b)
         scaled.append(mean_of(model, other) * (ratios[len(ratios) // 2] if ratios else 1.0))
-    return (_mean(scaled), True) if scaled else (None, False)
+    if scaled:
+        return _mean(scaled), True
+    return seconds_per_run(times, base, dataset, kind) if base and base != model else (None, False)
 
 
 def longest_first(tasks, store):
@@ -141,12 +152,12 @@ def longest_first(tasks, store):
 
 def cells_longest_first(cells, store):
     """``cells`` in the order ``run`` hands them to its workers: the longest first by the mean time
-    of their model's finished cells on the dataset (:func:`seconds_per_run`; none: first), ties in
+    of their row's finished cells on the dataset (:func:`seconds_per_run`; none: first), ties in
     the given order. As for searches, the order changes no result (each cell has its own seed)."""
     times, _ = run_times(store)
-    seconds = {(c.model, c.dataset): seconds_per_run(times, c.model, c.dataset, "cell")[0] for c in cells}
+    seconds = {(c.entry, c.dataset): seconds_per_run(times, c.entry, c.dataset, "cell", base=c.model)[0] for c in cells}
     seconds = {k: float("inf") if v is None else v for k, v in seconds.items()}
-    return sorted(cells, key=lambda c: -seconds[(c.model, c.dataset)])
+    return sorted(cells, key=lambda c: -seconds[(c.entry, c.dataset)])
 
 
 def estimate_lines(rem, store, jobs):
@@ -157,21 +168,21 @@ def estimate_lines(rem, store, jobs):
     (times, factor), total, lines, unknown = run_times(store), 0.0, [], []
     for dataset, r in rem.items():
         hours, borrowed = {"trial": 0.0, "cell": 0.0}, []
-        for model, n in sorted(r["left"].items()):
+        for row, n in sorted(r["left"].items()):
             missing = []
             for kind in ("trial", "cell"):
                 count = n[kind + "s"]
                 if not count:
                     continue
-                sec, lent = seconds_per_run(times, model, dataset, kind)
+                sec, lent = seconds_per_run(times, row, dataset, kind, base=n["model"])
                 if sec is None:
                     missing.append(f"{count} {kind}" + ("s" if count != 1 else ""))
                     continue
                 hours[kind] += count * sec * factor / 3600
-                if lent and model not in borrowed:
-                    borrowed.append(model)
+                if lent and row not in borrowed:
+                    borrowed.append(row)
             if missing:
-                unknown.append(f"{model} on {dataset} ({', '.join(missing)})")
+                unknown.append(f"{row} on {dataset} ({', '.join(missing)})")
         if hours["trial"] or hours["cell"]:
             lines.append(f"    {dataset:<14} trials {hours['trial']:.1f} h, cells {hours['cell']:.1f} h"
                          + (f" ({', '.join(borrowed)}: scaled from other datasets)" if borrowed else ""))
