@@ -123,12 +123,13 @@ def _run_cells(args, doc, store, cells, seeds, entries, datasets):
     return 1 if failed else 0
 
 
-def cmd_tune(args, doc):
+def cmd_tune(args, doc, store=None, tasks=None):
+    """``tune``: the searches of ``args`` (``store`` and ``tasks``: those already built and checked)."""
     from recbole_recgoat.benchmark import runner
     from recbole_recgoat.benchmark.tuning import tune_job
 
-    store = _store(args, doc, write=True)
-    tasks = _searches(args, doc, store)
+    store = store or _store(args, doc, write=True)
+    tasks = _searches(args, doc, store) if tasks is None else tasks
     jobs, threads = _parallel(args, doc, sum(max(1, t.budget) for t in tasks))  # an exhaustive search's trials in parallel
     backend = pick(args.backend, doc, "backend", "local")
     if jobs > 1 and backend == "local":  # searches split into trials, the longest first (benchmark/pipeline.py)
@@ -167,11 +168,11 @@ def cmd_tune_and_run(tune_args, run_args, doc):
     from recbole_recgoat.benchmark import pipeline
 
     grid = _grid(run_args, doc)
-    jobs, threads = _parallel(run_args, doc, sum(max(1, t.budget) for t in tune_tasks(tune_args, doc)) + len(grid.cells()))
-    if jobs <= 1 or pick(run_args.backend, doc, "backend", "local") != "local" or not grid.use_tuned:
-        return cmd_tune(tune_args, doc) or cmd_run(run_args, doc)
     store = _store(tune_args, doc, write=True)
     searches = _searches(tune_args, doc, store)
+    jobs, threads = _parallel(run_args, doc, sum(max(1, t.budget) for t in searches) + len(grid.cells()))
+    if jobs <= 1 or pick(run_args.backend, doc, "backend", "local") != "local" or not grid.use_tuned:
+        return cmd_tune(tune_args, doc, store, searches) or cmd_run(run_args, doc)
     with store.writer("benchmark tune and run"):
         counts, results = pipeline.tune_and_run(store, searches, grid, jobs, threads)
     _say_tuned(searches, results)
