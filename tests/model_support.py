@@ -1,4 +1,4 @@
-"""What the per-model test files (test_dragon.py, test_grcn.py, ..., test_baselines.py) share: a quiet
+"""What the per-model test files (test_preference_graph.py, test_grcn.py, ..., test_baselines.py) share: a quiet
 builder of a model and its training data, one training step, the token -> internal id maps, a writer
 for hand-made tiny datasets, the training pairs of an .inter file, a quiet copy of Last.fm-2K, and the
 checks several models repeat (a checkpoint that reloads to the same test metrics, gradients on the
