@@ -320,7 +320,7 @@ def test_time_left_comes_from_the_same_model_else_scaled_from_its_other_datasets
     """seconds_per_run: the model's own runs on the dataset (the asked kind first); without them its
     runs on other datasets, each times the median ratio (this dataset over that one) of the models'
     trial times on both; nothing for a model never run."""
-    from recbole_recgoat.benchmark.todo import seconds_per_run
+    from recbole_recgoat.benchmark.todo import point_key, seconds_per_run
 
     times = {("A", "d1"): {"trial": [10.0, 20.0], "cell": [40.0]}, ("A", "d2"): {"trial": [30.0], "cell": []},
              ("B", "d1"): {"trial": [100.0], "cell": []}, ("B", "d3"): {"trial": [300.0], "cell": []},
@@ -338,6 +338,11 @@ def test_time_left_comes_from_the_same_model_else_scaled_from_its_other_datasets
     assert seconds_per_run(times, "A-slow", "d3", "cell", base="A") == (pytest.approx(400.0 * 3), True)
     assert seconds_per_run(times, "A-new", "d1", "cell", base="A") == (40.0, False)
     assert seconds_per_run(times, "A-new", "d1", "cell") == (None, False)
+    # a cell's own setting first (its chosen trial trained as it will), then the model's runs as above
+    times[("A", "d1")]["point"] = {point_key({"x": 1}): [12.0]}
+    assert seconds_per_run(times, "A", "d1", "cell", params={"x": 1}) == (12.0, False)
+    assert seconds_per_run(times, "A", "d1", "cell", params={"x": 2}) == (40.0, False)
+    assert seconds_per_run(times, "A-new", "d1", "cell", base="A", params={"x": 1}) == (12.0, False)
 
 
 def test_tune_and_run_start_the_longest_first(tmp_path):
@@ -367,6 +372,10 @@ def test_tune_and_run_start_the_longest_first(tmp_path):
     append_line(store.records_path, {"key": "k2", "model": "B", "variant": "B-long", "dataset": "d", "train_time_s": 900.0})
     cells = [Cell(e, m, "d", 1, [], {}, {}, key=e) for e, m in (("A", "A"), ("B", "B"), ("B-long", "B"), ("A-new", "A"))]
     assert [c.key for c in cells_longest_first(cells, store)] == ["B-long", "A", "A-new", "B"]
+    # a cell whose setting has run (as a trial: 2000 s) goes by that, not by its row's other cells
+    append_line(store.trials_path("B", "d", "t"), {"model": "B", "dataset": "d", "params": {"x": 3}, "train_time_s": 2000.0})
+    cells = [Cell("B-long", "B", "d", 1, [], {}, {}, key="B-long"), Cell("B", "B", "d", 1, [], {"x": 3}, {}, key="B3")]
+    assert [c.key for c in cells_longest_first(cells, store)] == ["B3", "B-long"]
 
 
 def test_other_settings_are_still_a_conflict(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ at the store's own pace. ``status --config`` prints it, so that a grid resumed o
 sessions says how much is left before it starts.
 """
 
+import json
 from collections import OrderedDict, defaultdict
 
 
@@ -70,7 +71,9 @@ def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrid
     for c in todo:
         out[c.dataset]["same_run" if c.key in copies else "to_run"] += 1
         if c.key not in copies:
-            _left(out[c.dataset], c.entry, c.model)["cells"] += 1
+            left = _left(out[c.dataset], c.entry, c.model)
+            left["cells"] += 1
+            left["params"] = c.config_dict  # a row's cells on a dataset share it
     return out
 
 
@@ -79,23 +82,33 @@ def _left(per_dataset, row, model):
     return per_dataset["left"].setdefault(row, {"trials": 0, "cells": 0, "model": model})
 
 
+def point_key(params):
+    """One text per setting (a trial's ``params``, a cell's ``config_dict``), for :func:`run_times`."""
+    return json.dumps(params or {}, sort_keys=True, default=str)
+
+
 def run_times(store):
-    """``({(name, dataset): {"trial": [s, ...], "cell": [s, ...]}}, wall factor)``: the training time
-    (``train_time_s``, at the jobs and threads they ran with) of the store's finished trials (``name``:
-    their model) and cells (``name``: their leaderboard row, so a variant such as a longer patience
-    keeps its own pace), and the records' wall time over their training time (setup, test; 1.0
-    without records)."""
+    """``({(name, dataset): {"trial": [s, ...], "cell": [s, ...], "point": {setting: [s, ...]}}}, wall
+    factor)``: the training time (``train_time_s``, at the jobs and threads they ran with) of the
+    store's finished trials (``name``: their model) and cells (``name``: their leaderboard row, so a
+    variant such as a longer patience keeps its own pace), also per setting (:func:`point_key` of a
+    trial's parameters or a cell's ``config_dict``: a tuned row's cells train as its chosen trial
+    did), and the records' wall time over their training time (setup, test; 1.0 without records)."""
     from recbole_recgoat.benchmark.store import read_lines
 
-    times, wall, train = defaultdict(lambda: {"trial": [], "cell": []}), 0.0, 0.0
+    times, wall, train = defaultdict(lambda: {"trial": [], "cell": [], "point": defaultdict(list)}), 0.0, 0.0
     folder = store.root / "tuning"
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         for t in read_lines(path)[0]:
             if t.get("model") and t.get("dataset") and t.get("train_time_s") is not None:
-                times[(t["model"], t["dataset"])]["trial"].append(float(t["train_time_s"]))
+                v = times[(t["model"], t["dataset"])]
+                v["trial"].append(float(t["train_time_s"]))
+                v["point"][point_key(t.get("params"))].append(float(t["train_time_s"]))
     for r in store.records():
         if r.get("model") and r.get("dataset") and r.get("train_time_s") is not None:
-            times[(r.get("variant") or r["model"], r["dataset"])]["cell"].append(float(r["train_time_s"]))
+            v = times[(r.get("variant") or r["model"], r["dataset"])]
+            v["cell"].append(float(r["train_time_s"]))
+            v["point"][point_key((r.get("cell") or {}).get("config_dict"))].append(float(r["train_time_s"]))
             if r.get("wall_time_s") is not None:
                 wall, train = wall + float(r["wall_time_s"]), train + float(r["train_time_s"])
     return times, (wall / train if wall and train else 1.0)
@@ -105,9 +118,10 @@ def _mean(xs):
     return sum(xs) / len(xs)
 
 
-def seconds_per_run(times, model, dataset, kind, base=None):
-    """``(seconds, borrowed)``: the mean time of ``model``'s finished runs on ``dataset``, of ``kind``
-    ("trial" or "cell") if any, else of the other kind. Without any there (``borrowed`` True): the
+def seconds_per_run(times, model, dataset, kind, base=None, params=None):
+    """``(seconds, borrowed)``: the mean time of ``model``'s finished runs on ``dataset`` with the
+    setting ``params`` (trials and cells alike; a cell's ``config_dict``) if given and any ran, else
+    of ``kind`` ("trial" or "cell") if any, else of the other kind. Without any there (``borrowed`` True): the
     mean over the other datasets with runs of the model, each scaled by the median ratio of trial
     times (``dataset`` over it) of the models that ran on both. ``model`` may be a variant row
     (:func:`run_times` keys cells by row); with no run of it at all, the same for ``base`` (its
@@ -119,6 +133,9 @@ def seconds_per_run(times, model, dataset, kind, base=None):
                 return _mean(v[k])
         return None
 
+    same = ((times.get((model, dataset)) or {}).get("point") or {}).get(point_key(params)) if params is not None else None
+    if same:
+        return _mean(same), False
     own = mean_of(model, dataset)
     if own is not None:
         return own, False
@@ -129,7 +146,7 @@ def seconds_per_run(times, model, dataset, kind, base=None):
         scaled.append(mean_of(model, other) * (ratios[len(ratios) // 2] if ratios else 1.0))
     if scaled:
         return _mean(scaled), True
-    return seconds_per_run(times, base, dataset, kind) if base and base != model else (None, False)
+    return seconds_per_run(times, base, dataset, kind, params=params) if base and base != model else (None, False)
 
 
 def longest_first(tasks, store):
@@ -152,18 +169,20 @@ def longest_first(tasks, store):
 
 def cells_longest_first(cells, store):
     """``cells`` in the order ``run`` hands them to its workers: the longest first by the mean time
-    of their row's finished cells on the dataset (:func:`seconds_per_run`; none: first), ties in
+    of the runs of their setting, else of their row's finished cells on the dataset
+    (:func:`seconds_per_run`; none: first), ties in
     the given order. As for searches, the order changes no result (each cell has its own seed)."""
     times, _ = run_times(store)
-    seconds = {(c.entry, c.dataset): seconds_per_run(times, c.entry, c.dataset, "cell", base=c.model)[0] for c in cells}
+    seconds = {(c.entry, c.dataset): seconds_per_run(times, c.entry, c.dataset, "cell", base=c.model,
+                                                     params=c.config_dict)[0] for c in cells}
     seconds = {k: float("inf") if v is None else v for k, v in seconds.items()}
     return sorted(cells, key=lambda c: -seconds[(c.entry, c.dataset)])
 
 
 def estimate_lines(rem, store, jobs):
     """How long the runs :func:`remaining` counted will take, per dataset and in all: each run at the
-    mean training time of the same model's finished runs (:func:`seconds_per_run`) times the records'
-    wall-over-training factor (:func:`run_times`), split over ``jobs``. Runs of a model the store has
+    mean training time of the same setting's finished runs, else the same row's or model's
+    (:func:`seconds_per_run`), times the records' wall-over-training factor (:func:`run_times`), split over ``jobs``. Runs of a model the store has
     never finished are listed without an estimate."""
     (times, factor), total, lines, unknown = run_times(store), 0.0, [], []
     for dataset, r in rem.items():
@@ -174,7 +193,8 @@ def estimate_lines(rem, store, jobs):
                 count = n[kind + "s"]
                 if not count:
                     continue
-                sec, lent = seconds_per_run(times, row, dataset, kind, base=n["model"])
+                sec, lent = seconds_per_run(times, row, dataset, kind, base=n["model"],
+                                            params=n.get("params") if kind == "cell" else None)
                 if sec is None:
                     missing.append(f"{count} {kind}" + ("s" if count != 1 else ""))
                     continue
@@ -189,8 +209,8 @@ def estimate_lines(rem, store, jobs):
         total += hours["trial"] + hours["cell"]
     out = []
     if lines:
-        head = ("  time left (each run at the mean training time of the model's finished runs on the dataset in this store, "
-                f"else scaled from its other datasets; x{factor:.2f}, the records' wall over training time):")
+        head = ("  time left (each run at the mean training time of its setting's finished runs on the dataset in this "
+                f"store, else of its model's, else scaled from its other datasets; x{factor:.2f}, the records' wall over training time):")
         out = [head] + lines + [f"    in all         {total:.1f} h of runs, about {total / max(jobs, 1):.1f} h at jobs {jobs}"
                                 + (" (and the runs without an estimate below)" if unknown else "")]
     if unknown:
