@@ -36,8 +36,8 @@ def search_state(task, store):
 
 def remaining(store, tasks, entries, datasets, seeds, config_files=None, overrides=None, use_tuned=True):
     """``{dataset: {"searches": [(model, state, trials in hand, budget)], "cells": n, "finished": n,
-    "to_run": n, "same_run": n, "wait_for_search": n, "left": {row: {"trials": n, "cells": n, "model": M}}}}``:
-    what the grid of ``tasks`` (its searches,
+    "to_run": n, "same_run": n, "wait_for_search": n, "left": {row: {"trials": n, "cells": n, "model": M,
+    "params": a cell's config_dict}}}}``: what the grid of ``tasks`` (its searches,
     :class:`~recbole_recgoat.benchmark.tuning.TuneTask`) and ``entries`` x ``datasets`` x ``seeds``
     (its cells, built as ``run`` builds them) still needs from ``store``."""
     from recbole_recgoat.benchmark import runner
@@ -170,8 +170,8 @@ def longest_first(tasks, store):
 def cells_longest_first(cells, store):
     """``cells`` in the order ``run`` hands them to its workers: the longest first by the mean time
     of the runs of their setting, else of their row's finished cells on the dataset
-    (:func:`seconds_per_run`; none: first), ties in
-    the given order. As for searches, the order changes no result (each cell has its own seed)."""
+    (:func:`seconds_per_run`; none: first), ties in the given order. As for searches, the order
+    changes no result (each cell has its own seed)."""
     times, _ = run_times(store)
     seconds = {(c.entry, c.dataset): seconds_per_run(times, c.entry, c.dataset, "cell", base=c.model,
                                                      params=c.config_dict)[0] for c in cells}
@@ -182,8 +182,8 @@ def cells_longest_first(cells, store):
 def estimate_lines(rem, store, jobs):
     """How long the runs :func:`remaining` counted will take, per dataset and in all: each run at the
     mean training time of the same setting's finished runs, else the same row's or model's
-    (:func:`seconds_per_run`), times the records' wall-over-training factor (:func:`run_times`), split over ``jobs``. Runs of a model the store has
-    never finished are listed without an estimate."""
+    (:func:`seconds_per_run`), times the records' wall-over-training factor (:func:`run_times`),
+    split over ``jobs``. Runs of a model the store has never finished are listed without an estimate."""
     (times, factor), total, lines, unknown = run_times(store), 0.0, [], []
     for dataset, r in rem.items():
         hours, borrowed = {"trial": 0.0, "cell": 0.0}, []
@@ -210,7 +210,8 @@ def estimate_lines(rem, store, jobs):
     out = []
     if lines:
         head = ("  time left (each run at the mean training time of its setting's finished runs on the dataset in this "
-                f"store, else of its model's, else scaled from its other datasets; x{factor:.2f}, the records' wall over training time):")
+                f"store, else of its model's, else scaled from its other datasets; x{factor:.2f}, the records' wall "
+                "over training time):")
         out = [head] + lines + [f"    in all         {total:.1f} h of runs, about {total / max(jobs, 1):.1f} h at jobs {jobs}"
                                 + (" (and the runs without an estimate below)" if unknown else "")]
     if unknown:
