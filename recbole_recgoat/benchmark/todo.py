@@ -5,8 +5,9 @@ at the store's own pace. ``status --config`` prints it, so that a grid resumed o
 sessions says how much is left before it starts.
 """
 
-import json
 from collections import OrderedDict, defaultdict
+
+from recbole_recgoat.utils.io import canonical_json
 
 
 def search_state(task, store):
@@ -84,7 +85,7 @@ def _left(per_dataset, row, model):
 
 def point_key(params):
     """One text per setting (a trial's ``params``, a cell's ``config_dict``), for :func:`run_times`."""
-    return json.dumps(params or {}, sort_keys=True, default=str)
+    return canonical_json(params or {})
 
 
 def run_times(store):
@@ -173,8 +174,9 @@ def cells_longest_first(cells, store):
     (:func:`seconds_per_run`; none: first), ties in the given order. As for searches, the order
     changes no result (each cell has its own seed)."""
     times, _ = run_times(store)
-    seconds = {(c.entry, c.dataset): seconds_per_run(times, c.entry, c.dataset, "cell", base=c.model,
-                                                     params=c.config_dict)[0] for c in cells}
+    rows = {(c.entry, c.dataset): c for c in cells}  # a row's cells on a dataset share their setting
+    seconds = {k: seconds_per_run(times, c.entry, c.dataset, "cell", base=c.model, params=c.config_dict)[0]
+               for k, c in rows.items()}
     seconds = {k: float("inf") if v is None else v for k, v in seconds.items()}
     return sorted(cells, key=lambda c: -seconds[(c.entry, c.dataset)])
 
